@@ -1,0 +1,69 @@
+// One interface over the host's cgroup layout. The backend is chosen once, by probing the
+// host at start-up: unified v2, legacy v1, or hybrid (v1 controllers beside a v2 hierarchy
+// that holds few or no controllers, the layout of the machines kapsel is built on).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/unique_fd.hpp"
+
+namespace kapsel::cgroup {
+
+enum class Layout { unified, legacy, hybrid };
+[[nodiscard]] std::string_view to_string(Layout layout);
+
+struct Options {
+  // Where the cgroup hierarchies are mounted.
+  std::string root = "/sys/fs/cgroup";
+  // The directory under each hierarchy that holds one cgroup per VE: <hierarchy>/<parent>/<ve>.
+  // Tests use their own parent so they never touch real VEs.
+  std::string parent = "kapsel";
+  // Read to find the hierarchies and their controllers.
+  std::string mountinfo = "/proc/self/mountinfo";
+};
+
+class Manager {
+ public:
+  virtual ~Manager() = default;
+
+  [[nodiscard]] virtual Layout layout() const = 0;
+
+  // Creates the VE's cgroup in every hierarchy kapsel uses (initialising what v1 needs before
+  // a task may join, e.g. cpuset.cpus/mems). Idempotent.
+  [[nodiscard]] virtual Status create(const std::string& ve) = 0;
+
+  // Moves `pid` (0: the calling process) into the VE's cgroup in every hierarchy.
+  [[nodiscard]] virtual Status attach(const std::string& ve, pid_t pid) = 0;
+
+  // Opens the VE's cgroup.procs in every hierarchy for writing. A process that must join the VE
+  // after it has left the host's mount namespace (exec) opens these first, then writes "0".
+  [[nodiscard]] virtual Result<std::vector<UniqueFd>> open_procs(const std::string& ve) = 0;
+
+  // Every process in the VE's cgroup, including nested cgroups.
+  [[nodiscard]] virtual Result<std::vector<pid_t>> pids(const std::string& ve) = 0;
+
+  // SIGKILLs every process of the VE (cgroup.kill where the kernel has it, otherwise freeze,
+  // kill, thaw, repeated until empty) and waits up to `timeout_ms` until none remains.
+  [[nodiscard]] virtual Status kill_all(const std::string& ve, int timeout_ms) = 0;
+
+  // Removes the VE's cgroup, and any cgroups nested in it, from every hierarchy, killing
+  // leftover processes first. A missing cgroup is success, so cleanup can always be re-run.
+  [[nodiscard]] virtual Status destroy(const std::string& ve) = 0;
+
+  // True if the VE's cgroup exists in any hierarchy.
+  [[nodiscard]] virtual bool exists(const std::string& ve) const = 0;
+
+  // The VE's cgroup directory in each hierarchy (for diagnostics and tests).
+  [[nodiscard]] virtual std::vector<std::string> paths(const std::string& ve) const = 0;
+};
+
+// Probes the host and returns the matching backend.
+[[nodiscard]] Result<std::unique_ptr<Manager>> probe(const Options& options = {});
+
+}  // namespace kapsel::cgroup

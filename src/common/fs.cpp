@@ -1,0 +1,159 @@
+#include "common/fs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace kapsel::fs {
+
+Result<std::string> read_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_fail("opening " + path);
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_fail("reading " + path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+static Status write_all(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_fail("writing " + path);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (dir.empty()) dir = "/";
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) return errno_fail("creating " + tmp);
+  auto st = write_all(fd.get(), data, tmp);
+  if (st && ::fsync(fd.get()) != 0) st = errno_fail("syncing " + tmp);
+  if (st && ::rename(tmp.c_str(), path.c_str()) != 0) st = errno_fail("renaming " + tmp);
+  if (!st) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  // Persist the rename itself: without this a crash can leave the old name in place.
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd) ::fsync(dfd.get());
+  return {};
+}
+
+Status write_existing(const std::string& path, std::string_view data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return errno_fail("opening " + path);
+  ssize_t n;
+  do {
+    n = ::write(fd.get(), data.data(), data.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_fail("writing '" + std::string(data) + "' to " + path);
+  return {};
+}
+
+Status make_dirs(const std::string& path, mode_t mode) {
+  if (path.empty()) return {};
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (cur.empty()) continue;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
+      return errno_fail("creating directory " + cur);
+  }
+  if (!is_dir(path)) return sys_fail(ENOTDIR, "creating directory " + path);
+  return {};
+}
+
+// Removes everything below the directory `dfd` (which lies on device `dev`), then nothing else.
+static Status remove_children(int dfd, dev_t dev, const std::string& path) {
+  int dup = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return errno_fail("duplicating descriptor of " + path);
+  DIR* dir = ::fdopendir(dup);
+  if (!dir) {
+    ::close(dup);
+    return errno_fail("listing " + path);
+  }
+  Status result;
+  while (struct dirent* ent = ::readdir(dir)) {
+    std::string_view name = ent->d_name;
+    if (name == "." || name == "..") continue;
+    std::string child = path + "/" + ent->d_name;
+    struct stat st {};
+    if (::fstatat(dfd, ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      result = errno_fail("inspecting " + child);
+      break;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (st.st_dev != dev) {
+        result = sys_fail(EBUSY, "refusing to descend into mount point " + child);
+        break;
+      }
+      UniqueFd cfd(::openat(dfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!cfd) {
+        result = errno_fail("opening " + child);
+        break;
+      }
+      result = remove_children(cfd.get(), dev, child);
+      if (!result) break;
+      if (::unlinkat(dfd, ent->d_name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        result = errno_fail("removing " + child);
+        break;
+      }
+    } else if (::unlinkat(dfd, ent->d_name, 0) != 0 && errno != ENOENT) {
+      result = errno_fail("removing " + child);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return result;
+}
+
+Status remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return errno_fail("inspecting " + path);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_fail("removing " + path);
+    return {};
+  }
+  UniqueFd dfd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dfd) return errno_fail("opening " + path);
+  KAPSEL_TRY(remove_children(dfd.get(), st.st_dev, path), "removing " + path);
+  if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return errno_fail("removing " + path);
+  return {};
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+bool is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace kapsel::fs

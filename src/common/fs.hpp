@@ -1,0 +1,37 @@
+// File-system helpers shared by the store, the image builder and the drivers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "common/error.hpp"
+#include "common/unique_fd.hpp"
+
+namespace kapsel::fs {
+
+// Reads a whole file.
+[[nodiscard]] Result<std::string> read_file(const std::string& path);
+
+// Writes `data` to `path` atomically: a temporary file in the same directory is written,
+// fsync'ed and renamed over `path`, then the directory is fsync'ed, so a reader (or a crash)
+// sees either the old or the new contents, never a mix.
+[[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view data,
+                                       mode_t mode = 0644);
+
+// Writes `data` to an existing file (cgroup, /proc files) in one write(2) call: such files
+// take one value per write and must not be truncated or renamed.
+[[nodiscard]] Status write_existing(const std::string& path, std::string_view data);
+
+// mkdir -p; existing directories are fine.
+[[nodiscard]] Status make_dirs(const std::string& path, mode_t mode = 0755);
+
+// rm -rf that never follows symlinks and never crosses into another mount, so a tree that a VE
+// could have written cannot steer it outside itself. A missing path is success.
+[[nodiscard]] Status remove_tree(const std::string& path);
+
+[[nodiscard]] bool exists(const std::string& path);
+[[nodiscard]] bool is_dir(const std::string& path);
+
+}  // namespace kapsel::fs

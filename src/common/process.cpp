@@ -1,0 +1,79 @@
+#include "common/process.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <charconv>
+
+#include "common/fs.hpp"
+
+namespace kapsel::proc {
+
+Result<std::uint64_t> start_time(pid_t pid) {
+  auto stat = fs::read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return tl::unexpected(stat.error());
+  // The command name (field 2) may contain spaces and parentheses, so count fields from the
+  // last ')'.
+  auto close = stat->rfind(')');
+  if (close == std::string::npos) return fail(ErrorKind::failure, "malformed /proc stat");
+  size_t pos = close + 2;  // field 3 starts here
+  for (int field = 3; field < 22; ++field) {
+    pos = stat->find(' ', pos);
+    if (pos == std::string::npos) return fail(ErrorKind::failure, "malformed /proc stat");
+    ++pos;
+  }
+  std::uint64_t value = 0;
+  auto end = stat->data() + stat->size();
+  if (std::from_chars(stat->data() + pos, end, value).ec != std::errc())
+    return fail(ErrorKind::failure, "malformed /proc stat");
+  return value;
+}
+
+Result<ProcessRef> ref(pid_t pid) {
+  auto t = start_time(pid);
+  if (!t) return tl::unexpected(t.error());
+  return ProcessRef{pid, *t};
+}
+
+bool ProcessRef::alive() const {
+  if (pid <= 0) return false;
+  auto t = proc::start_time(pid);
+  return t && *t == start_time;
+}
+
+Result<UniqueFd> open_pidfd(const ProcessRef& p) {
+  if (p.pid <= 0) return fail(ErrorKind::not_found, "no such process");
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
+  if (!fd) return errno_fail("opening pidfd of " + std::to_string(p.pid));
+  // The pidfd now pins this pid; if the start time still matches, it is the same process.
+  if (!p.alive()) return fail(ErrorKind::not_found, "process has exited");
+  return fd;
+}
+
+bool wait_pidfd(int pidfd, int timeout_ms) {
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  for (;;) {
+    int r = ::poll(&pfd, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    return r > 0;
+  }
+}
+
+Status signal_pidfd(int pidfd, int sig) {
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0 && errno != ESRCH)
+    return errno_fail("sending signal " + std::to_string(sig));
+  return {};
+}
+
+double uptime_seconds() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+long clock_ticks() { return ::sysconf(_SC_CLK_TCK); }
+
+}  // namespace kapsel::proc
