@@ -1,1 +1,5 @@
-int main() { return 0; }
+#include "cli/cli.hpp"
+
+int main(int argc, char** argv) {
+  return kapsel::cli::run(argc, argv);
+}

@@ -64,8 +64,8 @@ template <class T>
 
 // Propagates an error from an expression returning Result/Status, adding context.
 // A statement macro because C++ has no `?` operator; keeps the happy path flat.
-#define KAPSEL_TRY(expr, ctx)                                                   \
-  do {                                                                          \
-    if (auto kapsel_try_r_ = (expr); !kapsel_try_r_)                            \
+#define KAPSEL_TRY(expr, ctx)                                                     \
+  do {                                                                            \
+    if (auto kapsel_try_r_ = (expr); !kapsel_try_r_)                              \
       return tl::unexpected<::kapsel::Error>(kapsel_try_r_.error().context(ctx)); \
   } while (0)

@@ -38,7 +38,8 @@ static Status write_all(int fd, std::string_view data, const std::string& path) 
   return {};
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode,
+                         bool durable) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   if (dir.empty()) dir = "/";
@@ -46,15 +47,17 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd) return errno_fail("creating " + tmp);
   auto st = write_all(fd.get(), data, tmp);
-  if (st && ::fsync(fd.get()) != 0) st = errno_fail("syncing " + tmp);
+  if (st && durable && ::fsync(fd.get()) != 0) st = errno_fail("syncing " + tmp);
   if (st && ::rename(tmp.c_str(), path.c_str()) != 0) st = errno_fail("renaming " + tmp);
   if (!st) {
     ::unlink(tmp.c_str());
     return st;
   }
   // Persist the rename itself: without this a crash can leave the old name in place.
-  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd) ::fsync(dfd.get());
+  if (durable) {
+    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dfd) ::fsync(dfd.get());
+  }
   return {};
 }
 

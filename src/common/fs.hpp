@@ -16,9 +16,11 @@ namespace kapsel::fs {
 
 // Writes `data` to `path` atomically: a temporary file in the same directory is written,
 // fsync'ed and renamed over `path`, then the directory is fsync'ed, so a reader (or a crash)
-// sees either the old or the new contents, never a mix.
+// sees either the old or the new contents, never a mix. With `durable` false the fsyncs are
+// skipped: still atomic for readers, but not across a power loss (runtime state on tmpfs, or
+// an ephemeral VE that would not outlive a reboot anyway).
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view data,
-                                       mode_t mode = 0644);
+                                       mode_t mode = 0644, bool durable = true);
 
 // Writes `data` to an existing file (cgroup, /proc files) in one write(2) call: such files
 // take one value per write and must not be truncated or renamed.

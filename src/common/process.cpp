@@ -18,7 +18,11 @@ Result<std::uint64_t> start_time(pid_t pid) {
   // The command name (field 2) may contain spaces and parentheses, so count fields from the
   // last ')'.
   auto close = stat->rfind(')');
-  if (close == std::string::npos) return fail(ErrorKind::failure, "malformed /proc stat");
+  if (close == std::string::npos || close + 2 >= stat->size())
+    return fail(ErrorKind::failure, "malformed /proc stat");
+  // A zombie has finished: it only waits for its parent to collect its status.
+  char state = (*stat)[close + 2];
+  if (state == 'Z' || state == 'X') return fail(ErrorKind::not_found, "process has exited");
   size_t pos = close + 2;  // field 3 starts here
   for (int field = 3; field < 22; ++field) {
     pos = stat->find(' ', pos);
@@ -74,6 +78,8 @@ double uptime_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-long clock_ticks() { return ::sysconf(_SC_CLK_TCK); }
+long clock_ticks() {
+  return ::sysconf(_SC_CLK_TCK);
+}
 
 }  // namespace kapsel::proc

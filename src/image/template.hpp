@@ -55,10 +55,23 @@ class TemplateStore {
   // A template already in the store, by id.
   [[nodiscard]] Result<Template> load(const std::string& id) const;
 
+  // Every template in the store, sorted by id.
   [[nodiscard]] Result<std::vector<Template>> list() const;
 
-  // Deletes a template from the store (the caller checks that no VE uses it).
+  // Deletes a template from the store (the caller checks that no VE uses it). An unknown id is
+  // a not_found error.
   [[nodiscard]] Status remove(const std::string& id);
+
+  // The id that `spec` has in the store, without building anything ("busybox", "dir-<hash>",
+  // "tar-<hash>"). Looks at the source (a missing one is a not_found error naming its path),
+  // since a dir id depends on its canonical path and a tar id also on the file's size and
+  // mtime, so that a changed tarball makes a new template.
+  [[nodiscard]] Result<std::string> id_for(const TemplateSpec& spec) const;
+
+  // True for a string that can be a template id: what load() and remove() accept.
+  [[nodiscard]] static bool valid_id(std::string_view id);
+
+  [[nodiscard]] const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;

@@ -1,0 +1,423 @@
+#include "cli/cli.hpp"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/output.hpp"
+#include "common/process.hpp"
+#include "image/template.hpp"
+#include "store/store.hpp"
+#include "ve/lifecycle.hpp"
+
+namespace kapsel::cli {
+namespace {
+
+using nlohmann::json;
+
+struct Globals {
+  std::string root;
+  std::string run_dir;
+  std::string cgroup_parent;
+  bool json = false;
+  bool quiet = false;
+};
+
+void print_error(const Error& e) {
+  std::fprintf(stderr, "kapsel: %s\n", e.message.c_str());
+}
+
+// Prints an error, returns its exit code.
+int report(const Error& e) {
+  print_error(e);
+  return exit_code_for(e);
+}
+
+int report(const Status& st) {
+  return st ? kExitOk : report(st.error());
+}
+
+Status require_root() {
+  if (::geteuid() == 0) return {};
+  return fail(ErrorKind::permission,
+              "this command must be run as root (rootless VEs are not supported yet)");
+}
+
+// Shows template build/import progress on a terminal; a pipe or log gets one line per phase.
+image::ProgressFn progress_printer(bool quiet) {
+  if (quiet) return {};
+  bool tty = ::isatty(STDERR_FILENO);
+  auto last_phase = std::make_shared<std::string>();
+  auto last_print = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [=](std::string_view phase, std::uint64_t done, std::uint64_t total) {
+    if (!tty) {
+      if (*last_phase != phase)
+        std::fprintf(stderr, "kapsel: %.*s\n", int(phase.size()), phase.data());
+      *last_phase = std::string(phase);
+      return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    bool finished = total > 0 && done >= total;
+    if (*last_phase == phase && !finished && now - *last_print < std::chrono::milliseconds(100))
+      return;
+    *last_phase = std::string(phase);
+    *last_print = now;
+    if (total > 0) {
+      std::fprintf(stderr, "\r\033[K%.*s: %3d%%", int(phase.size()), phase.data(),
+                   static_cast<int>(done * 100 / total));
+    } else {
+      std::fprintf(stderr, "\r\033[K%.*s: %llu", int(phase.size()), phase.data(),
+                   static_cast<unsigned long long>(done));
+    }
+    if (finished) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  };
+}
+
+std::string uptime_of(const ve::VeInfo& info) {
+  if (!info.runtime || info.runtime->started_at == 0) return "-";
+  return human_duration(std::time(nullptr) - info.runtime->started_at);
+}
+
+int print_list(const std::vector<ve::VeInfo>& infos, bool as_json) {
+  if (as_json) {
+    std::cout << json(infos).dump(2) << "\n";
+    return kExitOk;
+  }
+  Table t({"NAME", "KIND", "STATE", "PID", "PROCS", "UPTIME", "TEMPLATE", "HOSTNAME"});
+  for (const auto& i : infos) {
+    t.add({i.config.name, i.config.kind, i.state,
+           i.runtime ? std::to_string(i.runtime->init.pid) : "-",
+           i.processes ? std::to_string(*i.processes) : "-", uptime_of(i), i.config.template_spec,
+           i.config.hostname});
+  }
+  std::cout << t.render();
+  return kExitOk;
+}
+
+int print_status(const ve::VeInfo& i, bool as_json) {
+  if (as_json) {
+    std::cout << json(i).dump(2) << "\n";
+    return kExitOk;
+  }
+  auto line = [](const char* key, const std::string& value) {
+    std::printf("%-10s %s\n", key, value.c_str());
+  };
+  line("name:", i.config.name);
+  line("kind:", i.config.kind);
+  line("state:", i.state);
+  line("template:", i.config.template_spec);
+  line("hostname:", i.config.hostname);
+  line("created:", human_time(i.config.created));
+  if (i.runtime) {
+    line("init pid:", std::to_string(i.runtime->init.pid));
+    line("monitor:", std::to_string(i.runtime->monitor.pid));
+    line("started:", human_time(i.runtime->started_at) + " (up " + uptime_of(i) + ")");
+  }
+  if (i.processes) line("processes:", std::to_string(*i.processes));
+  if (i.last_exit) {
+    line("last exit:",
+         i.last_exit->reason + " at " + human_time(i.last_exit->at) + ": " + i.last_exit->detail);
+  }
+  return kExitOk;
+}
+
+// Splits "NAME [--] CMD..." as left by a prefix command.
+Status split_name_command(std::vector<std::string> args, std::string& name,
+                          std::vector<std::string>& command, bool need_command) {
+  if (args.empty()) return fail(ErrorKind::usage, "missing VE name (see --help)");
+  name = args.front();
+  args.erase(args.begin());
+  if (!args.empty() && args.front() == "--") args.erase(args.begin());
+  if (need_command && args.empty())
+    return fail(ErrorKind::usage, "missing command to run: kapsel exec NAME -- CMD [ARG...]");
+  command = std::move(args);
+  return {};
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{
+      "kapsel runs Linux workloads in virtual environments (VEs) and administers them from the "
+      "host.",
+      "kapsel"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.set_version_flag("--version", KAPSEL_VERSION);
+  app.footer(
+      "Examples:\n"
+      "  kapsel create web1                      # a VE from the built-in busybox template\n"
+      "  kapsel start web1\n"
+      "  kapsel exec web1 -- ps                  # run a command inside it\n"
+      "  kapsel enter web1                       # an interactive shell inside it\n"
+      "  kapsel list\n"
+      "  kapsel stop web1 && kapsel destroy web1\n"
+      "  kapsel run --rm -- uname -a             # one-shot VE\n\n"
+      "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 already exists, 5 wrong state,\n"
+      "6 permission; exec and run exit with the command's status (125: kapsel failed).\n"
+      "Run 'kapsel COMMAND --help' for more on a command.");
+
+  Globals g;
+  app.add_option("--root", g.root, "Directory for configs, templates and private areas")
+      ->envname("KAPSEL_ROOT")
+      ->default_str("/var/lib/kapsel");
+  app.add_option("--run-dir", g.run_dir, "Directory for runtime state and locks")
+      ->envname("KAPSEL_RUN_DIR")
+      ->default_str("/run/kapsel");
+  app.add_option("--cgroup-parent", g.cgroup_parent,
+                 "cgroup directory under each hierarchy that holds the VEs' cgroups")
+      ->envname("KAPSEL_CGROUP_PARENT")
+      ->default_str("kapsel");
+  app.add_flag("--json", g.json, "Print machine-readable JSON");
+  app.add_flag("-q,--quiet", g.quiet, "Print nothing but errors");
+
+  std::function<int()> action;
+  auto lifecycle = [&]() {
+    static store::Store store(store::Paths::resolve(g.root, g.run_dir));
+    static ve::Lifecycle lc(store, g.cgroup_parent.empty() ? "kapsel" : g.cgroup_parent);
+    return &lc;
+  };
+  auto say = [&](const std::string& msg) {
+    if (!g.quiet && !g.json) std::printf("%s\n", msg.c_str());
+  };
+
+  // create
+  ve::CreateOptions create_opts;
+  auto* create = app.add_subcommand("create", "Create a VE from a template");
+  create->add_option("name", create_opts.name, "Name of the new VE")->required();
+  create
+      ->add_option("-t,--template", create_opts.template_spec,
+                   "busybox (built in), dir:PATH or tar:PATH")
+      ->capture_default_str();
+  create->add_option("--hostname", create_opts.hostname, "Hostname inside the VE (default: name)");
+  create->footer(
+      "Examples:\n"
+      "  kapsel create web1\n"
+      "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
+      "  kapsel create t1 --template dir:/srv/rootfs");
+  create->callback([&] {
+    action = [&] {
+      auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
+      if (!c) return report(c.error());
+      if (g.json) {
+        std::cout << json(*c).dump(2) << "\n";
+      } else {
+        say("created VE " + c->name + " from template " + c->template_spec);
+      }
+      return int(kExitOk);
+    };
+  });
+
+  // start
+  std::string name;
+  auto* start = app.add_subcommand("start", "Start a VE; returns once its init is running");
+  start->add_option("name", name, "VE name")->required();
+  start->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->start(name);
+      if (st) say("started VE " + name);
+      return report(st);
+    };
+  });
+
+  // stop
+  driver::StopOptions stop_opts;
+  auto* stop = app.add_subcommand("stop", "Stop a VE: ask its init to shut down, then kill it");
+  stop->add_option("name", name, "VE name")->required();
+  stop->add_option("-t,--timeout", stop_opts.timeout_seconds,
+                   "Seconds to wait for a clean shutdown before killing")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  stop->add_flag("-k,--kill", stop_opts.kill, "Kill every process at once, no clean shutdown");
+  stop->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->stop(name, stop_opts);
+      if (st) say("stopped VE " + name);
+      return report(st);
+    };
+  });
+
+  // restart
+  auto* restart = app.add_subcommand("restart", "Stop a VE (if running), then start it");
+  restart->add_option("name", name, "VE name")->required();
+  restart
+      ->add_option("-t,--timeout", stop_opts.timeout_seconds,
+                   "Seconds to wait for a clean shutdown before killing")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  restart->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->restart(name, stop_opts);
+      if (st) say("restarted VE " + name);
+      return report(st);
+    };
+  });
+
+  // exec
+  driver::ExecRequest exec_req;
+  auto* exec = app.add_subcommand(
+      "exec", "Run a command in a running VE: kapsel exec NAME [--] CMD [ARG...]");
+  exec->prefix_command();
+  exec->add_flag("-t,--tty", exec_req.tty, "Allocate a pty in the VE for the command");
+  exec->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
+  exec->add_option("-w,--workdir", exec_req.cwd, "Working directory inside the VE")
+      ->capture_default_str();
+  exec->footer(
+      "stdin, stdout and stderr are passed through; the exit status is the command's\n"
+      "(125: kapsel could not run it, 126: not executable, 127: not found).\n\n"
+      "Examples:\n"
+      "  kapsel exec web1 -- ps\n"
+      "  kapsel exec web1 -- sh -c 'echo hello > /tmp/x'\n"
+      "  kapsel exec -t web1 -- top");
+  exec->callback([&] {
+    action = [&]() -> int {
+      if (auto st = split_name_command(exec->remaining(), name, exec_req.argv, true); !st)
+        return report(st.error());
+      auto code = lifecycle()->exec(name, exec_req);
+      if (!code) {
+        print_error(code.error());
+        return kExitExecFailed;
+      }
+      return *code;
+    };
+  });
+
+  // enter
+  auto* enter = app.add_subcommand("enter", "Open an interactive shell in a running VE");
+  enter->add_option("name", name, "VE name")->required();
+  std::string shell = "/bin/sh";
+  enter->add_option("-s,--shell", shell, "Shell to start")->capture_default_str();
+  enter->footer("The shell runs on a pty inside the VE; leave it with 'exit' or Ctrl-D.");
+  enter->callback([&] {
+    action = [&]() -> int {
+      driver::ExecRequest req;
+      req.tty = true;
+      req.argv = {shell, "-l"};
+      req.cwd = "/root";
+      auto code = lifecycle()->exec(name, req);
+      if (!code) {
+        print_error(code.error());
+        return kExitExecFailed;
+      }
+      return *code;
+    };
+  });
+
+  // run
+  ve::CreateOptions run_opts;
+  bool run_rm = false;
+  auto* run_cmd = app.add_subcommand(
+      "run", "Create a VE, start it, run a command in it, then stop it (--rm: destroy it)");
+  run_cmd->prefix_command();
+  run_cmd->add_flag("--rm", run_rm, "Destroy the VE when the command ends");
+  run_cmd->add_option("--name", run_opts.name, "Name of the VE (default: run-XXXXXXXX)");
+  run_cmd
+      ->add_option("-t,--template", run_opts.template_spec,
+                   "busybox (built in), dir:PATH or tar:PATH")
+      ->capture_default_str();
+  run_cmd->add_option("--hostname", run_opts.hostname, "Hostname inside the VE");
+  run_cmd->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
+  run_cmd->footer(
+      "Examples:\n"
+      "  kapsel run --rm -- /bin/true\n"
+      "  kapsel run --rm --template tar:rootfs.tar -- sh -c 'cat /etc/os-release'");
+  run_cmd->callback([&] {
+    action = [&]() -> int {
+      auto args = run_cmd->remaining();
+      if (!args.empty() && args.front() == "--") args.erase(args.begin());
+      if (args.empty())
+        return report(
+            fail(ErrorKind::usage, "missing command: kapsel run [--rm] -- CMD [ARG...]").value());
+      exec_req.argv = args;
+      auto code = lifecycle()->run(run_opts, exec_req, run_rm);
+      if (!code) {
+        print_error(code.error());
+        return kExitExecFailed;
+      }
+      return *code;
+    };
+  });
+
+  // list
+  auto* list = app.add_subcommand("list", "List VEs and their state");
+  list->alias("ls");
+  list->callback([&] {
+    action = [&] {
+      auto infos = lifecycle()->list();
+      if (!infos) return report(infos.error());
+      return print_list(*infos, g.json);
+    };
+  });
+
+  // status
+  auto* status = app.add_subcommand("status", "Show a VE's state, processes and last exit");
+  status->add_option("name", name, "VE name")->required();
+  status->callback([&] {
+    action = [&] {
+      auto info = lifecycle()->status(name);
+      if (!info) return report(info.error());
+      return print_status(*info, g.json);
+    };
+  });
+
+  // destroy
+  bool force = false;
+  auto* destroy = app.add_subcommand("destroy", "Delete a stopped VE and its private files");
+  destroy->add_option("name", name, "VE name")->required();
+  destroy->add_flag("-f,--force", force, "Stop the VE first if it is running");
+  destroy->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->destroy(name, force);
+      if (st) say("destroyed VE " + name);
+      return report(st);
+    };
+  });
+
+  // template
+  auto* tmpl = app.add_subcommand("template", "Manage templates");
+  tmpl->require_subcommand(1);
+  auto* tmpl_list = tmpl->add_subcommand("list", "List templates in the store");
+  tmpl_list->callback([&] {
+    action = [&]() -> int {
+      store::Store store(store::Paths::resolve(g.root, g.run_dir));
+      auto templates = image::TemplateStore(store.templates_dir()).list();
+      if (!templates) return report(templates.error());
+      if (g.json) {
+        json out = json::array();
+        for (const auto& t : *templates) {
+          out.push_back({{"id", t.id},
+                         {"spec", t.spec},
+                         {"rootfs", t.rootfs},
+                         {"init", t.init},
+                         {"size_bytes", t.size_bytes},
+                         {"created", t.created}});
+        }
+        std::cout << out.dump(2) << "\n";
+        return kExitOk;
+      }
+      Table t({"ID", "SOURCE", "SIZE", "INIT", "CREATED"});
+      for (const auto& x : *templates)
+        t.add({x.id, x.spec, human_bytes(x.size_bytes), x.init, human_time(x.created)});
+      std::cout << t.render();
+      return kExitOk;
+    };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (!action) return kExitUsage;
+  if (auto st = require_root(); !st) return report(st.error());
+  return action();
+}
+
+}  // namespace kapsel::cli

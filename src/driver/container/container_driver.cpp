@@ -1,0 +1,446 @@
+#include "driver/container/container_driver.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+
+#include "cgroup/manager.hpp"
+#include "common/fs.hpp"
+#include "common/terminal.hpp"
+#include "driver/container/rootfs.hpp"
+#include "monitor/monitor.hpp"
+#include "net/loopback.hpp"
+
+namespace kapsel::driver::container {
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Everything the VE's init process needs between clone and exec. Plain data: the child must not
+// depend on anything of the monitor's that the clone did not copy.
+struct InitArgs {
+  RootfsSpec rootfs;
+  std::string hostname;
+  std::string init;
+  int sync_fd;        // read end: the monitor writes one byte once the child is in its cgroups
+  int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
+  int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
+};
+
+[[noreturn]] void init_fail(int error_fd, const Error& e) {
+  std::string msg = std::to_string(e.code) + " " + e.message;
+  (void)!::write(error_fd, msg.data(), msg.size());
+  ::_exit(1);
+}
+
+// Runs as PID 1 of the VE's new pid namespace, in fresh mount, uts, ipc and net namespaces.
+[[noreturn]] void container_init(const InitArgs& a) {
+  // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  char go = 0;
+  // EOF here means the monitor died before the VE was in its cgroups.
+  if (::read(a.sync_fd, &go, 1) != 1) ::_exit(1);
+  ::close(a.sync_fd);
+  // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
+  if (::unshare(CLONE_NEWCGROUP) != 0)
+    init_fail(a.error_fd, errno_fail("cgroup namespace").value());
+  if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
+  if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
+    init_fail(a.error_fd, errno_fail("setting hostname").value());
+  if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
+    init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
+  for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
+  // No descriptor of the monitor's may reach the VE (CVE-2024-21626 class of leaks).
+  ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  std::string path = std::string("PATH=") + kDefaultPath;
+  const char* envp[] = {path.c_str(), "HOME=/root", "TERM=linux", "container=kapsel", nullptr};
+  const char* argv[] = {a.init.c_str(), nullptr};
+  ::execve(a.init.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+  init_fail(a.error_fd,
+            errno_fail("starting init " + a.init + " (does the template have an init?)").value());
+}
+
+// clone(2) with fork semantics into new namespaces. clone3 because glibc's clone() wants a
+// separate stack, which a fork-style child does not need.
+pid_t clone_into_namespaces(std::uint64_t flags) {
+  struct clone_args args {};
+  args.flags = flags;
+  args.exit_signal = SIGCHLD;
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+Result<UniqueFd> open_console(std::string& slave_path, UniqueFd& slave) {
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master || ::grantpt(master.get()) != 0 || ::unlockpt(master.get()) != 0)
+    return errno_fail("allocating the console pty");
+  char name[128];
+  if (::ptsname_r(master.get(), name, sizeof name) != 0) return errno_fail("naming console pty");
+  slave_path = name;
+  slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return errno_fail("opening " + slave_path);
+  struct winsize ws {};
+  ws.ws_row = 24;
+  ws.ws_col = 80;
+  ::ioctl(master.get(), TIOCSWINSZ, &ws);
+  return master;
+}
+
+// exec forwards the signals a user sends to `kapsel exec` to the command, like `docker exec`.
+volatile sig_atomic_t g_exec_child = 0;
+void forward_signal(int sig) {
+  if (g_exec_child > 0) ::kill(g_exec_child, sig);
+}
+
+// The namespaces and working directory of the calling kapsel process, saved before it joins a
+// VE's so that it can return: a command that execs into a VE goes on to work on the host (`run`
+// destroys the VE afterwards), and must see the host's files and cgroups again.
+class NamespaceSnapshot {
+ public:
+  Status save() {
+    for (size_t i = 0; i < kKinds.size(); ++i) {
+      fds_[i].reset(
+          ::open((std::string("/proc/self/ns/") + kKinds[i].first).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fds_[i]) return errno_fail(std::string("saving namespace ") + kKinds[i].first);
+    }
+    cwd_.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    return {};
+  }
+  Status restore() {
+    for (size_t i = 0; i < kKinds.size(); ++i) {
+      if (::setns(fds_[i].get(), kKinds[i].second) != 0)
+        return errno_fail(std::string("returning to the host's namespace ") + kKinds[i].first);
+    }
+    if (cwd_) (void)::fchdir(cwd_.get());
+    return {};
+  }
+
+ private:
+  static constexpr std::array<std::pair<const char*, int>, 5> kKinds = {{{"ipc", CLONE_NEWIPC},
+                                                                         {"uts", CLONE_NEWUTS},
+                                                                         {"net", CLONE_NEWNET},
+                                                                         {"pid", CLONE_NEWPID},
+                                                                         {"mnt", CLONE_NEWNS}}};
+  std::array<UniqueFd, 5> fds_;
+  UniqueFd cwd_;
+};
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+Status ContainerDriver::create(const store::VeConfig& config) {
+  // Per-VE identity files go into the private layer, shadowing the template's copies.
+  std::string etc = ctx_.store().ve_dir(config.name) + "/private/upper/etc";
+  KAPSEL_TRY(fs::make_dirs(etc, 0755), "preparing /etc");
+  KAPSEL_TRY(
+      fs::write_file_atomic(etc + "/hostname", config.hostname + "\n", 0644, !config.ephemeral),
+      "writing /etc/hostname");
+  std::string hosts =
+      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+      "127.0.1.1\t" +
+      config.hostname + "\n";
+  KAPSEL_TRY(fs::write_file_atomic(etc + "/hosts", hosts, 0644, !config.ephemeral),
+             "writing /etc/hosts");
+  return {};
+}
+
+Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config) {
+  auto tmpl = ctx_.templates().load(config.template_id);
+  if (!tmpl)
+    return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
+                                               config.name + " is unusable"));
+  // Probe before forking so a host without usable cgroups fails here, with a plain error.
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name) + "/rootfs", 0700),
+             "preparing runtime directory");
+
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
+  UniqueFd report_read(report_pipe[0]);
+  UniqueFd report_write(report_pipe[1]);
+  // Double fork: the monitor must not be a child of this command (which exits at once), so it
+  // is reparented to the host's init and reaped there.
+  pid_t middle = ::fork();
+  if (middle < 0) return errno_fail("forking the monitor");
+  if (middle == 0) {
+    report_read.reset();
+    pid_t monitor = ::fork();
+    if (monitor == 0) run_monitor(config, *tmpl, std::move(report_write));
+    ::_exit(monitor < 0 ? 1 : 0);
+  }
+  report_write.reset();
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (auto st = monitor::StartReport::wait(report_read.get()); !st) {
+    (void)cleanup(config);
+    return tl::unexpected(st.error().context("starting VE " + config.name));
+  }
+  auto state = ctx_.store().load_state(config.name);
+  if (!state || !*state)
+    return fail(ErrorKind::failure, "starting VE " + config.name + ": the monitor left no state");
+  return **state;
+}
+
+void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Template& tmpl,
+                                  UniqueFd report_fd) {
+  monitor::detach(config.name);
+  monitor::StartReport report(std::move(report_fd));
+  auto& store = ctx_.store();
+  const std::string& name = config.name;
+  store::RuntimeState state;
+  state.halt_signal = tmpl.halt_signal;
+  state.monitor = proc::ref(::getpid()).value_or(proc::ProcessRef{::getpid(), 0});
+  pid_t child = -1;
+  cgroup::Manager* cg = nullptr;
+
+  // A failed start leaves nothing behind: the child dies, its namespaces and mounts with it,
+  // and the cgroups and runtime files are removed.
+  auto fail_start = [&](const Error& e) {
+    if (child > 0) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+    }
+    if (cg) (void)cg->destroy(name);
+    (void)store.clear_runtime(name);
+    store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
+    (void)store.save_exit(name, rec);
+    report.error(e);
+    ::_exit(1);
+  };
+
+  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  auto cgr = ctx_.cgroups();
+  if (!cgr) fail_start(cgr.error());
+  cg = *cgr;
+  if (auto st = cg->create(name); !st) fail_start(st.error().context("creating cgroups"));
+
+  std::string slave_path;
+  UniqueFd slave;
+  auto master = open_console(slave_path, slave);
+  if (!master) fail_start(master.error());
+  std::string log_path = store.ve_dir(name) + "/console.log";
+  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+
+  int sync_pipe[2], error_pipe[2];
+  if (::pipe2(sync_pipe, O_CLOEXEC) != 0 || ::pipe2(error_pipe, O_CLOEXEC) != 0)
+    fail_start(errno_fail("creating pipes").value());
+  UniqueFd sync_read(sync_pipe[0]), sync_write(sync_pipe[1]);
+  UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
+
+  InitArgs args;
+  std::string ve_dir = store.ve_dir(name);
+  args.rootfs = RootfsSpec{tmpl.rootfs,
+                           ve_dir + "/private/upper",
+                           ve_dir + "/private/work",
+                           store.ve_run_dir(name) + "/rootfs",
+                           slave_path,
+                           config.ephemeral};
+  args.hostname = config.hostname.empty() ? name : config.hostname;
+  args.init = tmpl.init;
+  args.sync_fd = sync_read.get();
+  args.error_fd = error_write.get();
+  args.console_slave = slave.get();
+
+  child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+                                CLONE_NEWNET);
+  if (child == 0) {
+    sync_write.reset();
+    error_read.reset();
+    container_init(args);
+  }
+  if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
+  sync_read.reset();
+  error_write.reset();
+  slave.reset();
+
+  if (auto st = cg->attach(name, child); !st) fail_start(st.error().context("joining cgroups"));
+  if (::write(sync_write.get(), "g", 1) != 1) fail_start(errno_fail("releasing init").value());
+  sync_write.reset();
+  std::string init_error;
+  char buf[1024];
+  ssize_t n;
+  while ((n = ::read(error_read.get(), buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    init_error.append(buf, static_cast<size_t>(n));
+  }
+  if (!init_error.empty()) {
+    int code = std::atoi(init_error.c_str());
+    std::string msg = init_error.substr(init_error.find(' ') + 1);
+    fail_start(Error{code == ENOENT ? ErrorKind::not_found : ErrorKind::failure, code, msg});
+  }
+
+  state.phase = store::Phase::running;
+  state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
+  state.started_at = ::time(nullptr);
+  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  report.ok();
+
+  int status = monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal});
+  store::ExitRecord rec = monitor::classify(status);
+  // init is gone, so the kernel has killed the rest of its pid namespace; whatever else joined
+  // the cgroups goes too, and the namespaces' mounts vanish with their last process.
+  (void)cg->destroy(name);
+  (void)store.clear_runtime(name);
+  (void)store.save_exit(name, rec);
+  ::_exit(0);
+}
+
+Status ContainerDriver::stop(const store::VeConfig& config, const store::RuntimeState& state,
+                             const StopOptions& options) {
+  auto monitor = proc::open_pidfd(state.monitor);
+  if (!monitor) return cleanup(config);
+  if (!options.kill) {
+    if (auto init = proc::open_pidfd(state.init))
+      KAPSEL_TRY(proc::signal_pidfd(init->get(), state.halt_signal), "asking init to halt");
+    if (proc::wait_pidfd(monitor->get(), options.timeout_seconds * 1000)) return {};
+  }
+  // SIGKILL to a pid namespace's init kills every process in the namespace.
+  if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
+  if (auto cg = ctx_.cgroups()) (void)(*cg)->kill_all(config.name, 2000);
+  if (proc::wait_pidfd(monitor->get(), 10000)) return {};
+  // A monitor that does not finish its cleanup in time is stuck: do it for it.
+  (void)proc::signal_pidfd(monitor->get(), SIGKILL);
+  (void)proc::wait_pidfd(monitor->get(), 2000);
+  return cleanup(config);
+}
+
+Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::RuntimeState& state,
+                                  const ExecRequest& request) {
+  if (request.argv.empty()) return fail(ErrorKind::usage, "exec: no command given");
+  auto init = proc::open_pidfd(state.init);
+  if (!init) return fail(ErrorKind::state, "VE " + config.name + " is not running");
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  auto procs = (*cg)->open_procs(config.name);
+  if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
+
+  NamespaceSnapshot host;
+  KAPSEL_TRY(host.save(), "exec");
+  // One atomic setns through the pidfd: no window in which the pid could be reused. The pid
+  // namespace applies to our children; the cgroup namespace is joined by the child after it
+  // has moved into the VE's cgroups, so that they are the root of its view.
+  if (::setns(init->get(),
+              CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) != 0)
+    return errno_fail("joining the namespaces of VE " + config.name);
+
+  UniqueFd master, slave;
+  if (request.tty) {
+    // The pty comes from the VE's own devpts instance, so inside it is an ordinary /dev/pts/N.
+    master.reset(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (master && ::unlockpt(master.get()) == 0)
+      slave.reset(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!slave) {
+      auto err = errno_fail("allocating a pty in VE " + config.name);
+      (void)host.restore();
+      return err;
+    }
+  }
+
+  // Everything the child needs is built before fork.
+  std::vector<std::string> env = {std::string("PATH=") + kDefaultPath, "HOME=/root",
+                                  "container=kapsel", "HOSTNAME=" + config.hostname};
+  if (request.tty) {
+    const char* term = std::getenv("TERM");
+    env.push_back(std::string("TERM=") + (term && *term ? term : "xterm"));
+  }
+  for (const auto& e : request.env) env.push_back(e);
+  std::vector<char*> argv;
+  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  pid_t child = ::fork();
+  if (child > 0 || child < 0) {
+    int fork_errno = errno;
+    KAPSEL_TRY(host.restore(), "exec");
+    if (child < 0) return sys_fail(fork_errno, "forking");
+  }
+  if (child == 0) {
+    for (const auto& fd : *procs) {
+      if (::write(fd.get(), "0", 1) != 1) {
+        std::perror("kapsel: exec: joining the VE's cgroup");
+        ::_exit(125);
+      }
+    }
+    if (::setns(init->get(), CLONE_NEWCGROUP) != 0) {
+      std::perror("kapsel: exec: joining the VE's cgroup namespace");
+      ::_exit(125);
+    }
+    if (request.tty) {
+      ::setsid();
+      ::ioctl(slave.get(), TIOCSCTTY, 0);
+      for (int fd = 0; fd <= 2; ++fd) ::dup2(slave.get(), fd);
+    }
+    if (::chdir(request.cwd.c_str()) != 0) {
+      std::fprintf(stderr, "kapsel: exec: cannot change to %s in VE %s: %s\n", request.cwd.c_str(),
+                   config.name.c_str(), std::strerror(errno));
+      ::_exit(125);
+    }
+    ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    ::clearenv();
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    std::fprintf(stderr, "kapsel: exec: cannot run '%s' in VE %s: %s\n", argv[0],
+                 config.name.c_str(), std::strerror(err));
+    ::_exit(err == ENOENT ? 127 : 126);
+  }
+  slave.reset();
+  int status = 0;
+  if (request.tty) {
+    terminal::RawMode raw(STDIN_FILENO);
+    auto st = terminal::relay(master.get(), child);
+    if (!st) return tl::unexpected(st.error());
+    status = *st;
+  } else {
+    g_exec_child = child;
+    struct sigaction sa {};
+    sa.sa_handler = forward_signal;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+      ::sigaction(sig, &sa, nullptr);
+    while (::waitpid(child, &status, 0) < 0) {
+      if (errno != EINTR) return errno_fail("waiting for the command");
+    }
+    g_exec_child = 0;
+  }
+  return exit_code_of(status);
+}
+
+Status ContainerDriver::cleanup(const store::VeConfig& config) {
+  Status result;
+  if (auto cg = ctx_.cgroups()) {
+    if (auto st = (*cg)->destroy(config.name); !st) result = st;
+  }
+  if (auto st = ctx_.store().clear_runtime(config.name); !st && result) result = st;
+  return result;
+}
+
+Result<std::size_t> ContainerDriver::process_count(const store::VeConfig& config) {
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  auto pids = (*cg)->pids(config.name);
+  if (!pids) return tl::unexpected(pids.error());
+  return pids->size();
+}
+
+}  // namespace kapsel::driver::container

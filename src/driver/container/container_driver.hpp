@@ -1,0 +1,30 @@
+// The OS-level container driver: the VE's init runs on the host kernel in new pid, mount, uts,
+// ipc, net and cgroup namespaces, on an overlay of its template, in its own cgroups.
+#pragma once
+
+#include "driver/driver.hpp"
+
+namespace kapsel::driver::container {
+
+class ContainerDriver final : public Driver {
+ public:
+  explicit ContainerDriver(Context& ctx) : ctx_(ctx) {}
+
+  [[nodiscard]] Status create(const store::VeConfig& config) override;
+  [[nodiscard]] Result<store::RuntimeState> start(const store::VeConfig& config) override;
+  [[nodiscard]] Status stop(const store::VeConfig& config, const store::RuntimeState& state,
+                            const StopOptions& options) override;
+  [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
+                                 const ExecRequest& request) override;
+  [[nodiscard]] Status cleanup(const store::VeConfig& config) override;
+  [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config) override;
+
+ private:
+  // Body of the forked monitor process; never returns.
+  [[noreturn]] void run_monitor(const store::VeConfig& config, const image::Template& tmpl,
+                                UniqueFd report);
+
+  Context& ctx_;
+};
+
+}  // namespace kapsel::driver::container

@@ -1,0 +1,26 @@
+// Building a container VE's root file system inside its new mount namespace, in named phases:
+// overlay, proc, sys, dev, console, pivot_root. Everything is mounted only in the VE's own
+// mount namespace, so it all disappears with the VE's last process: a crashed monitor cannot
+// leak a mount into the host.
+#pragma once
+
+#include <string>
+
+#include "common/error.hpp"
+
+namespace kapsel::driver::container {
+
+struct RootfsSpec {
+  std::string lower;            // the template's read-only tree
+  std::string upper;            // the VE's private writable layer
+  std::string work;             // overlayfs work directory (same file system as upper)
+  std::string target;           // mount point for the VE's root
+  std::string console;          // host path of the pty slave that becomes /dev/console
+  bool volatile_upper = false;  // skip syncs for ephemeral VEs (overlayfs "volatile")
+};
+
+// Runs in the VE's init process after unshare, as root. On return the process's root is the VE
+// root and its cwd is "/".
+[[nodiscard]] Status setup_rootfs(const RootfsSpec& spec);
+
+}  // namespace kapsel::driver::container

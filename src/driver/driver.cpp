@@ -1,0 +1,33 @@
+#include "driver/driver.hpp"
+
+#include "cgroup/manager.hpp"
+#include "driver/container/container_driver.hpp"
+
+namespace kapsel::driver {
+
+Context::Context(store::Store& store, std::string cgroup_parent)
+    : store_(store), cgroup_parent_(std::move(cgroup_parent)) {}
+
+Context::~Context() = default;
+
+Result<cgroup::Manager*> Context::cgroups() {
+  if (!cgroups_) {
+    cgroup::Options options;
+    options.parent = cgroup_parent_;
+    auto m = cgroup::probe(options);
+    if (!m) return tl::unexpected(m.error().context("probing the host's cgroups"));
+    cgroups_ = std::move(*m);
+  }
+  return cgroups_.get();
+}
+
+image::TemplateStore Context::templates() const {
+  return image::TemplateStore(store_.templates_dir());
+}
+
+Result<std::unique_ptr<Driver>> make_driver(const std::string& kind, Context& ctx) {
+  if (kind == "container") return std::make_unique<container::ContainerDriver>(ctx);
+  return fail(ErrorKind::usage, "unknown kind '" + kind + "': this build supports container");
+}
+
+}  // namespace kapsel::driver

@@ -1,0 +1,82 @@
+// A driver turns a VE's config into running kernel objects for one kind of virtualisation
+// (container, uml, vm). It is chosen once per VE from its kind. A driver never parses command
+// lines and never prints: it returns values and errors for a front end to present.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "image/template.hpp"
+#include "store/store.hpp"
+#include "store/ve_config.hpp"
+
+namespace kapsel::cgroup {
+class Manager;
+}
+
+namespace kapsel::driver {
+
+// What every driver may use: the store and the host's cgroup manager (probed lazily, because
+// many commands never need it).
+class Context {
+ public:
+  Context(store::Store& store, std::string cgroup_parent);
+  [[nodiscard]] store::Store& store() { return store_; }
+  [[nodiscard]] Result<cgroup::Manager*> cgroups();
+  [[nodiscard]] image::TemplateStore templates() const;
+  ~Context();
+
+ private:
+  store::Store& store_;
+  std::string cgroup_parent_;
+  std::unique_ptr<cgroup::Manager> cgroups_;
+};
+
+struct StopOptions {
+  int timeout_seconds = 10;  // how long init may take to shut down before it is killed
+  bool kill = false;         // skip the clean shutdown
+};
+
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // KEY=VALUE, added to the VE's default environment
+  std::string cwd = "/";
+  bool tty = false;  // allocate a pty in the VE and relay the caller's terminal to it
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+
+  // Prepares the VE's private resources after the store has created its directory.
+  [[nodiscard]] virtual Status create(const store::VeConfig& config) = 0;
+
+  // Starts the VE's monitor and returns once the VE is up; on failure everything is rolled
+  // back and the error names the phase that failed.
+  [[nodiscard]] virtual Result<store::RuntimeState> start(const store::VeConfig& config) = 0;
+
+  // Stops a running VE: asks its init to shut down, waits, then kills what is left.
+  [[nodiscard]] virtual Status stop(const store::VeConfig& config, const store::RuntimeState& state,
+                                    const StopOptions& options) = 0;
+
+  // Runs a command in a running VE; returns its exit status (128+N if killed by signal N).
+  [[nodiscard]] virtual Result<int> exec(const store::VeConfig& config,
+                                         const store::RuntimeState& state,
+                                         const ExecRequest& request) = 0;
+
+  // Removes whatever a VE whose monitor is gone left behind (processes, cgroups, runtime
+  // files). Safe to call at any time the VE is not running; does nothing when clean.
+  [[nodiscard]] virtual Status cleanup(const store::VeConfig& config) = 0;
+
+  // Number of processes in the running VE, for list/status.
+  [[nodiscard]] virtual Result<std::size_t> process_count(const store::VeConfig& config) = 0;
+};
+
+// The driver for a kind; an unknown kind is a usage error listing the known ones.
+[[nodiscard]] Result<std::unique_ptr<Driver>> make_driver(const std::string& kind, Context& ctx);
+
+}  // namespace kapsel::driver

@@ -1,0 +1,152 @@
+#include "monitor/monitor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace kapsel::monitor {
+
+void detach(const std::string& name) {
+  ::setsid();
+  ::prctl(PR_SET_NAME, "kapsel-monitor", 0, 0, 0);
+  (void)name;
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(null, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
+    if (null > STDERR_FILENO) ::close(null);
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+// The console log is capped so a chatty VE cannot fill the host's disk: past the cap, the log
+// starts over (the tail of a console is what an operator reads).
+constexpr off_t kConsoleLogCap = 4 << 20;
+
+static void append_console(int log, const char* buf, size_t len) {
+  if (log < 0) return;
+  struct stat st {};
+  if (::fstat(log, &st) == 0 && st.st_size > kConsoleLogCap) (void)::ftruncate(log, 0);
+  while (len > 0) {
+    ssize_t n = ::write(log, buf, len);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+int supervise(const Supervision& s) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  int console = s.console_master;
+  char buf[8192];
+  for (;;) {
+    int status = 0;
+    if (::waitpid(s.init, &status, WNOHANG) == s.init) {
+      // Drain what init wrote last (its shutdown messages) before reporting.
+      if (console >= 0) {
+        ::fcntl(console, F_SETFL, ::fcntl(console, F_GETFL) | O_NONBLOCK);
+        ssize_t n;
+        while ((n = ::read(console, buf, sizeof buf)) > 0)
+          append_console(s.console_log, buf, static_cast<size_t>(n));
+      }
+      if (sfd >= 0) ::close(sfd);
+      return status;
+    }
+    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {console, POLLIN, 0}};
+    int n = ::poll(fds, 2, sfd >= 0 ? -1 : 100);
+    if (n < 0 && errno != EINTR) ::usleep(10000);
+    if (n <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      struct signalfd_siginfo si {};
+      while (::read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo != SIGCHLD) ::kill(s.init, s.halt_signal);
+      }
+    }
+    if (fds[1].revents & POLLIN) {
+      ssize_t r = ::read(console, buf, sizeof buf);
+      if (r > 0) append_console(s.console_log, buf, static_cast<size_t>(r));
+    }
+    // POLLHUP on the master: no slave is open (between init closing its console and exiting).
+    // Stop polling it rather than spin; SIGCHLD will follow.
+    if (fds[1].revents & (POLLHUP | POLLERR) && !(fds[1].revents & POLLIN)) console = -1;
+  }
+}
+
+store::ExitRecord classify(int wait_status) {
+  store::ExitRecord r;
+  r.at = ::time(nullptr);
+  if (WIFEXITED(wait_status)) {
+    r.reason = "exited";
+    r.exit_code = WEXITSTATUS(wait_status);
+    r.detail = "init exited with status " + std::to_string(r.exit_code);
+  } else if (WIFSIGNALED(wait_status)) {
+    r.signal = WTERMSIG(wait_status);
+    switch (r.signal) {
+      case SIGINT:
+        r.reason = "halted";
+        r.detail = "init halted the VE";
+        break;
+      case SIGHUP:
+        r.reason = "rebooted";
+        r.detail = "init asked for a reboot";
+        break;
+      case SIGKILL:
+        r.reason = "killed";
+        r.detail = "init was killed (SIGKILL)";
+        break;
+      default:
+        r.reason = "killed";
+        r.detail = std::string("init was killed by signal ") + ::sigabbrev_np(r.signal);
+    }
+  }
+  return r;
+}
+
+void StartReport::ok() {
+  if (fd_) (void)!::write(fd_.get(), "O", 1);
+  fd_.reset();
+}
+
+void StartReport::error(const Error& e) {
+  if (!fd_) return;
+  std::string msg = "E" + std::to_string(static_cast<int>(e.kind)) + " " + std::to_string(e.code) +
+                    " " + e.message;
+  (void)!::write(fd_.get(), msg.data(), msg.size());
+  fd_.reset();
+}
+
+Status StartReport::wait(int fd) {
+  std::string msg;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<size_t>(n));
+  }
+  if (msg == "O") return {};
+  if (msg.empty() || msg[0] != 'E')
+    return fail(ErrorKind::failure, "the VE's monitor died while starting it");
+  int kind = 0, code = 0, used = 0;
+  if (std::sscanf(msg.c_str() + 1, "%d %d %n", &kind, &code, &used) < 2)
+    return fail(ErrorKind::failure, msg.substr(1));
+  return tl::unexpected(Error{static_cast<ErrorKind>(kind), code, msg.substr(1 + used)});
+}
+
+}  // namespace kapsel::monitor

@@ -1,0 +1,52 @@
+// The monitor: one small supervisor process per running VE. It is the parent of the VE's init
+// (or, for other kinds, of the UML kernel or the VMM), holds the console, records how the VE
+// ended and cleans up after it. There is no daemon shared by VEs: a crash of one monitor
+// touches only its own VE.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <string>
+
+#include "common/error.hpp"
+#include "common/unique_fd.hpp"
+#include "store/ve_config.hpp"
+
+namespace kapsel::monitor {
+
+// Turns the freshly forked current process into VE `name`'s monitor: a session of its own (so
+// the terminal's signals do not reach it), the name "kapsel-monitor" in ps, stdio on /dev/null.
+void detach(const std::string& name);
+
+struct Supervision {
+  pid_t init = 0;             // the supervised child of this process
+  int console_master = -1;    // pty master of the VE's console, or -1
+  int console_log = -1;       // where console output is appended, or -1
+  int halt_signal = SIGTERM;  // sent to init when someone asks the monitor to stop (SIGTERM)
+};
+
+// Runs until init exits, copying console output to the log and turning SIGTERM/SIGINT/SIGHUP
+// sent to the monitor into init's halt signal. Returns init's wait status.
+[[nodiscard]] int supervise(const Supervision& s);
+
+// Describes a wait status of a VE's init. A pid namespace's init that calls reboot(2) is
+// reported killed by SIGINT (halt, power off) or SIGHUP (restart); see reboot(2).
+[[nodiscard]] store::ExitRecord classify(int wait_status);
+
+// The channel on which a starting monitor tells the command that forked it whether the VE came
+// up: one message, then the monitor closes it. EOF without a message means the monitor died.
+class StartReport {
+ public:
+  explicit StartReport(UniqueFd fd) : fd_(std::move(fd)) {}
+  void ok();
+  void error(const Error& e);
+
+  // Read side: blocks until the monitor reports.
+  [[nodiscard]] static Status wait(int fd);
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace kapsel::monitor

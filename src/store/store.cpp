@@ -1,0 +1,240 @@
+#include "store/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "common/fs.hpp"
+
+namespace kapsel::store {
+
+using nlohmann::json;
+
+Paths Paths::resolve(const std::string& root_flag, const std::string& run_flag) {
+  Paths p;
+  if (!root_flag.empty()) {
+    p.root = root_flag;
+  } else if (const char* env = std::getenv("KAPSEL_ROOT"); env && *env) {
+    p.root = env;
+  }
+  if (!run_flag.empty()) {
+    p.run_dir = run_flag;
+  } else if (const char* env = std::getenv("KAPSEL_RUN_DIR"); env && *env) {
+    p.run_dir = env;
+  }
+  return p;
+}
+
+Status validate_name(std::string_view name) {
+  auto invalid = [&](std::string_view why) {
+    std::string shown;
+    for (char c : name.substr(0, 64)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return fail(ErrorKind::usage, "invalid VE name '" + shown + "': " + std::string(why) +
+                                      " (use 1-64 letters, digits, '-', '_' or '.', starting "
+                                      "with a letter or digit)");
+  };
+  if (name.empty()) return invalid("it is empty");
+  if (name.size() > 64) return invalid("it is longer than 64 bytes");
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return invalid("it contains a control character");
+    if (c == '/') return invalid("it contains '/'");
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return invalid(std::string("it contains '") + c + "'");
+  }
+  auto first = name.front();
+  if (first == '.' || first == '-' || first == '_')
+    return invalid("it must start with a letter or digit");
+  return {};
+}
+
+Store::Store(Paths paths) : paths_(std::move(paths)) {}
+
+std::string Store::ve_dir(const std::string& name) const {
+  return paths_.root + "/ves/" + name;
+}
+std::string Store::ve_run_dir(const std::string& name) const {
+  return paths_.run_dir + "/ves/" + name;
+}
+std::string Store::templates_dir() const {
+  return paths_.root + "/templates";
+}
+
+Status Store::init() const {
+  for (const auto& dir : {paths_.root + "/ves", templates_dir(), paths_.run_dir + "/ves",
+                          paths_.run_dir + "/locks"}) {
+    KAPSEL_TRY(fs::make_dirs(dir, 0700), "initialising the store");
+  }
+  return {};
+}
+
+Result<VeLock> Store::lock(const std::string& name, bool wait) const {
+  std::string path = paths_.run_dir + "/locks/" + name + ".lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd && errno == ENOENT) {
+    KAPSEL_TRY(init(), "locking VE " + name);
+    fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  }
+  if (!fd) return errno_fail("locking VE " + name);
+  int op = LOCK_EX | (wait ? 0 : LOCK_NB);
+  while (::flock(fd.get(), op) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK)
+      return fail(ErrorKind::state, "VE " + name + " is busy: another kapsel command holds it");
+    return errno_fail("locking VE " + name);
+  }
+  return VeLock(std::move(fd));
+}
+
+bool Store::exists(const std::string& name) const {
+  return fs::exists(ve_dir(name) + "/config.json");
+}
+
+Result<VeConfig> Store::load_config(const std::string& name) const {
+  KAPSEL_TRY(validate_name(name), "loading VE");
+  auto text = fs::read_file(ve_dir(name) + "/config.json");
+  if (!text) {
+    if (text.error().code == ENOENT)
+      return fail(ErrorKind::not_found,
+                  "no VE named '" + name + "' (see `kapsel list`, or create it)");
+    return tl::unexpected(text.error().context("loading VE " + name));
+  }
+  return with_context(parse_config(*text), "loading VE " + name);
+}
+
+Status Store::save_config(const VeConfig& config) const {
+  json j = config;
+  return with_context(fs::write_file_atomic(ve_dir(config.name) + "/config.json", j.dump(2) + "\n",
+                                            0600, !config.ephemeral),
+                      "saving VE " + config.name);
+}
+
+Status Store::create_ve(const VeConfig& config) const {
+  KAPSEL_TRY(init(), "creating VE " + config.name);
+  std::string final_dir = ve_dir(config.name);
+  if (fs::exists(final_dir))
+    return fail(ErrorKind::exists, "a VE named '" + config.name + "' already exists");
+  std::string tmp = paths_.root + "/ves/.new-" + config.name + "-" + std::to_string(::getpid());
+  auto build = [&]() -> Status {
+    KAPSEL_TRY(fs::make_dirs(tmp + "/private/upper", 0755), "making private area");
+    KAPSEL_TRY(fs::make_dirs(tmp + "/private/work", 0700), "making private area");
+    json j = config;
+    KAPSEL_TRY(
+        fs::write_file_atomic(tmp + "/config.json", j.dump(2) + "\n", 0600, !config.ephemeral),
+        "writing config");
+    // rename(2) of a directory onto an existing non-empty one fails, which is what makes two
+    // concurrent creates of one name safe even without the lock.
+    if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
+      if (errno == EEXIST || errno == ENOTEMPTY)
+        return fail(ErrorKind::exists, "a VE named '" + config.name + "' already exists");
+      return errno_fail("moving the new VE into place");
+    }
+    return {};
+  };
+  auto st = build();
+  if (!st) {
+    (void)fs::remove_tree(tmp);
+    if (st.error().kind == ErrorKind::exists) return st;
+    return tl::unexpected(st.error().context("creating VE " + config.name));
+  }
+  return {};
+}
+
+Status Store::remove_ve(const std::string& name) const {
+  std::string dir = ve_dir(name);
+  if (!fs::exists(dir)) return {};
+  // Rename first so that a destroy killed half-way leaves no half VE behind under its name;
+  // sweep_leftovers() finishes the job.
+  std::string trash = paths_.root + "/ves/.trash-" + name + "-" + std::to_string(::getpid());
+  if (::rename(dir.c_str(), trash.c_str()) != 0) return errno_fail("removing VE " + name);
+  return with_context(fs::remove_tree(trash), "removing VE " + name);
+}
+
+Result<std::vector<std::string>> Store::list() const {
+  std::vector<std::string> names;
+  std::string dir = paths_.root + "/ves";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT) return names;
+    return errno_fail("listing " + dir);
+  }
+  while (struct dirent* ent = ::readdir(d)) {
+    std::string name = ent->d_name;
+    if (name.empty() || name[0] == '.') continue;
+    if (fs::exists(dir + "/" + name + "/config.json")) names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::optional<RuntimeState>> Store::load_state(const std::string& name) const {
+  auto text = fs::read_file(ve_run_dir(name) + "/state.json");
+  if (!text) {
+    if (text.error().code == ENOENT) return std::optional<RuntimeState>{};
+    return tl::unexpected(text.error().context("reading state of VE " + name));
+  }
+  auto state = parse_state(*text);
+  if (!state) return tl::unexpected(state.error().context("reading state of VE " + name));
+  return std::optional<RuntimeState>(*state);
+}
+
+Status Store::save_state(const std::string& name, const RuntimeState& state) const {
+  KAPSEL_TRY(fs::make_dirs(ve_run_dir(name), 0700), "saving state of VE " + name);
+  json j = state;
+  // Runtime state lives on tmpfs and means nothing after a reboot: no fsync.
+  return with_context(
+      fs::write_file_atomic(ve_run_dir(name) + "/state.json", j.dump() + "\n", 0600, false),
+      "saving state of VE " + name);
+}
+
+Status Store::clear_runtime(const std::string& name) const {
+  return with_context(fs::remove_tree(ve_run_dir(name)), "clearing runtime state of " + name);
+}
+
+Result<std::optional<ExitRecord>> Store::load_exit(const std::string& name) const {
+  auto text = fs::read_file(ve_dir(name) + "/last-exit.json");
+  if (!text) {
+    if (text.error().code == ENOENT) return std::optional<ExitRecord>{};
+    return tl::unexpected(text.error());
+  }
+  auto rec = parse_exit(*text);
+  if (!rec) return tl::unexpected(rec.error());
+  return std::optional<ExitRecord>(*rec);
+}
+
+Status Store::save_exit(const std::string& name, const ExitRecord& record) const {
+  json j = record;
+  std::string dir = ve_dir(name);
+  if (!fs::is_dir(dir)) return {};  // destroyed meanwhile: nothing to record against
+  return with_context(fs::write_file_atomic(dir + "/last-exit.json", j.dump(2) + "\n", 0600),
+                      "recording how VE " + name + " ended");
+}
+
+void Store::sweep_leftovers() const {
+  std::string dir = paths_.root + "/ves";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (struct dirent* ent = ::readdir(d)) {
+    std::string name = ent->d_name;
+    // .new-NAME-PID and .trash-NAME-PID belong to a create/destroy that may still be running:
+    // only those whose process is gone are stale.
+    if (name.rfind(".new-", 0) != 0 && name.rfind(".trash-", 0) != 0) continue;
+    auto dash = name.rfind('-');
+    pid_t pid = std::atoi(name.c_str() + dash + 1);
+    if (pid > 0 && ::kill(pid, 0) == 0) continue;
+    stale.push_back(dir + "/" + name);
+  }
+  ::closedir(d);
+  for (const auto& path : stale) (void)fs::remove_tree(path);
+}
+
+}  // namespace kapsel::store

@@ -1,0 +1,97 @@
+#include "store/ve_config.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace kapsel::store {
+
+using nlohmann::json;
+
+std::string_view to_string(Phase phase) {
+  switch (phase) {
+    case Phase::starting:
+      return "starting";
+    case Phase::running:
+      return "running";
+    case Phase::stopping:
+      return "stopping";
+  }
+  return "unknown";
+}
+
+void to_json(json& j, const VeConfig& c) {
+  j = json{{"name", c.name},
+           {"kind", c.kind},
+           {"template", c.template_spec},
+           {"template_id", c.template_id},
+           {"hostname", c.hostname},
+           {"created", c.created},
+           {"ephemeral", c.ephemeral}};
+}
+
+void to_json(json& j, const RuntimeState& s) {
+  j = json{{"phase", to_string(s.phase)},           {"monitor_pid", s.monitor.pid},
+           {"monitor_start", s.monitor.start_time}, {"init_pid", s.init.pid},
+           {"init_start", s.init.start_time},       {"started_at", s.started_at},
+           {"halt_signal", s.halt_signal}};
+}
+
+void to_json(json& j, const ExitRecord& r) {
+  j = json{{"reason", r.reason},
+           {"exit_code", r.exit_code},
+           {"signal", r.signal},
+           {"at", r.at},
+           {"detail", r.detail}};
+}
+
+// Stored files are ours, but may be damaged or from another version: any JSON error becomes an
+// error value here rather than an exception further up.
+template <class T, class Fill>
+static Result<T> parse_json(std::string_view text, std::string_view what, Fill fill) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return fail(ErrorKind::failure, std::string(what) + " is not valid JSON");
+  try {
+    T value;
+    fill(j, value);
+    return value;
+  } catch (const json::exception& e) {
+    return fail(ErrorKind::failure, std::string(what) + ": " + e.what());
+  }
+}
+
+Result<VeConfig> parse_config(std::string_view text) {
+  return parse_json<VeConfig>(text, "VE config", [](const json& j, VeConfig& c) {
+    c.name = j.at("name").get<std::string>();
+    c.kind = j.value("kind", "container");
+    c.template_spec = j.value("template", "");
+    c.template_id = j.value("template_id", "");
+    c.hostname = j.value("hostname", c.name);
+    c.created = j.value("created", std::int64_t{0});
+    c.ephemeral = j.value("ephemeral", false);
+  });
+}
+
+Result<RuntimeState> parse_state(std::string_view text) {
+  return parse_json<RuntimeState>(text, "VE state", [](const json& j, RuntimeState& s) {
+    auto phase = j.value("phase", "starting");
+    s.phase = phase == "running"    ? Phase::running
+              : phase == "stopping" ? Phase::stopping
+                                    : Phase::starting;
+    s.monitor = {j.value("monitor_pid", 0), j.value("monitor_start", std::uint64_t{0})};
+    s.init = {j.value("init_pid", 0), j.value("init_start", std::uint64_t{0})};
+    s.started_at = j.value("started_at", std::int64_t{0});
+    s.halt_signal = j.value("halt_signal", 15);
+  });
+}
+
+Result<ExitRecord> parse_exit(std::string_view text) {
+  return parse_json<ExitRecord>(text, "exit record", [](const json& j, ExitRecord& r) {
+    r.reason = j.value("reason", "");
+    r.exit_code = j.value("exit_code", -1);
+    r.signal = j.value("signal", 0);
+    r.at = j.value("at", std::int64_t{0});
+    r.detail = j.value("detail", "");
+  });
+}
+
+}  // namespace kapsel::store

@@ -1,0 +1,58 @@
+// The plain structs that describe a VE: what the user configured, what is running now, and how
+// it last ended. Flags, stored configs and (later) OCI config.json all fill these; only drivers
+// turn them into kernel objects.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/error.hpp"
+#include "common/process.hpp"
+
+namespace kapsel::store {
+
+struct VeConfig {
+  std::string name;
+  std::string kind = "container";
+  std::string template_spec;  // as given: "busybox", "dir:/srv/rootfs", ...
+  std::string template_id;    // the stored template it uses
+  std::string hostname;
+  std::int64_t created = 0;  // unix time
+  // An ephemeral VE (`run --rm`) is destroyed when its command ends; its files are not synced.
+  bool ephemeral = false;
+};
+
+// The phase a running monitor reports for its VE.
+enum class Phase { starting, running, stopping };
+[[nodiscard]] std::string_view to_string(Phase phase);
+
+// Written by the monitor to <run>/ves/<name>/state.json while it runs.
+struct RuntimeState {
+  Phase phase = Phase::starting;
+  proc::ProcessRef monitor;
+  proc::ProcessRef init;        // the VE's PID 1, as a host pid
+  std::int64_t started_at = 0;  // unix time at which init was started
+  int halt_signal = 15;         // asks init to shut down (from the template; SIGTERM default)
+};
+
+// How a VE ended, written when its monitor finishes (or when a dead monitor is cleaned up).
+struct ExitRecord {
+  std::string reason;   // "halted", "rebooted", "exited", "killed", "start-failed", "monitor-lost"
+  int exit_code = -1;   // init's exit code, if it exited
+  int signal = 0;       // the signal that ended init, if any
+  std::int64_t at = 0;  // unix time
+  std::string detail;   // human-readable explanation
+};
+
+void to_json(nlohmann::json& j, const VeConfig& c);
+void to_json(nlohmann::json& j, const RuntimeState& s);
+void to_json(nlohmann::json& j, const ExitRecord& r);
+
+[[nodiscard]] Result<VeConfig> parse_config(std::string_view text);
+[[nodiscard]] Result<RuntimeState> parse_state(std::string_view text);
+[[nodiscard]] Result<ExitRecord> parse_exit(std::string_view text);
+
+}  // namespace kapsel::store

@@ -1,0 +1,292 @@
+#include "ve/lifecycle.hpp"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/fs.hpp"
+
+namespace kapsel::ve {
+
+using nlohmann::json;
+
+void to_json(json& j, const VeInfo& info) {
+  j = json{{"name", info.config.name},
+           {"kind", info.config.kind},
+           {"state", info.state},
+           {"template", info.config.template_spec},
+           {"hostname", info.config.hostname},
+           {"created", info.config.created}};
+  if (info.runtime) {
+    j["init_pid"] = info.runtime->init.pid;
+    j["monitor_pid"] = info.runtime->monitor.pid;
+    j["started_at"] = info.runtime->started_at;
+  }
+  if (info.processes) j["processes"] = *info.processes;
+  if (info.last_exit) j["last_exit"] = *info.last_exit;
+}
+
+Status validate_hostname(std::string_view hostname) {
+  auto bad = [&](std::string_view why) {
+    return fail(ErrorKind::usage, "invalid hostname '" + std::string(hostname) +
+                                      "': " + std::string(why) +
+                                      " (use letters, digits, '-' and '.', at most 64 bytes)");
+  };
+  if (hostname.empty()) return bad("it is empty");
+  if (hostname.size() > 64) return bad("it is longer than 64 bytes");
+  size_t label = 0;
+  for (size_t i = 0; i < hostname.size(); ++i) {
+    char c = hostname[i];
+    if (c == '.') {
+      if (label == 0) return bad("it has an empty label");
+      label = 0;
+      continue;
+    }
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return bad(std::string("it contains '") + c + "'");
+    if (c == '-' && (label == 0 || i + 1 == hostname.size() || hostname[i + 1] == '.'))
+      return bad("a label starts or ends with '-'");
+    ++label;
+  }
+  if (label == 0) return bad("it ends with '.'");
+  return {};
+}
+
+Lifecycle::Lifecycle(store::Store& store, std::string cgroup_parent)
+    : store_(store), ctx_(store, std::move(cgroup_parent)) {}
+
+Result<std::unique_ptr<driver::Driver>> Lifecycle::driver_for(const store::VeConfig& c) {
+  return driver::make_driver(c.kind, ctx_);
+}
+
+Result<std::optional<store::RuntimeState>> Lifecycle::reconcile(const store::VeConfig& c) {
+  auto state = store_.load_state(c.name);
+  if (!state) return tl::unexpected(state.error());
+  if (*state && (*state)->monitor.alive()) return *state;
+  if (!*state && !fs::exists(store_.ve_run_dir(c.name))) return std::nullopt;
+  // The monitor is gone without cleaning up (it was killed, or crashed): its VE died with it
+  // (init has PDEATHSIG), so only leftovers remain.
+  auto drv = driver_for(c);
+  if (!drv) return tl::unexpected(drv.error());
+  KAPSEL_TRY((*drv)->cleanup(c), "cleaning up after the lost monitor of VE " + c.name);
+  if (*state) {
+    auto last = store_.load_exit(c.name);
+    bool recorded =
+        last && *last && (**last).at >= (*state)->started_at && (*state)->started_at != 0;
+    if (!recorded) {
+      store::ExitRecord rec{"monitor-lost", -1, 0, ::time(nullptr),
+                            "the monitor (pid " + std::to_string((*state)->monitor.pid) +
+                                ") died; the VE was stopped and cleaned up"};
+      (void)store_.save_exit(c.name, rec);
+    }
+  }
+  return std::nullopt;
+}
+
+Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
+                                          const image::ProgressFn& progress) {
+  KAPSEL_TRY(store::validate_name(options.name), "create");
+  std::string hostname = options.hostname.empty() ? options.name : options.hostname;
+  KAPSEL_TRY(validate_hostname(hostname), "create");
+  auto spec = image::parse_spec(options.template_spec);
+  if (!spec) return tl::unexpected(spec.error());
+  KAPSEL_TRY(store_.init(), "create");
+  store_.sweep_leftovers();
+  auto lock = store_.lock(options.name);
+  if (!lock) return tl::unexpected(lock.error());
+  if (store_.exists(options.name))
+    return fail(ErrorKind::exists, "a VE named '" + options.name + "' already exists");
+
+  store::VeConfig config;
+  config.name = options.name;
+  config.kind = options.kind;
+  config.hostname = hostname;
+  config.ephemeral = options.ephemeral;
+  config.created = ::time(nullptr);
+  auto drv = driver_for(config);
+  if (!drv) return tl::unexpected(drv.error());
+  auto tmpl = ctx_.templates().ensure(*spec, progress);
+  if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
+  config.template_spec = spec->to_string();
+  config.template_id = tmpl->id;
+
+  KAPSEL_TRY(store_.create_ve(config), "");
+  if (auto st = (*drv)->create(config); !st) {
+    (void)store_.remove_ve(config.name);
+    return tl::unexpected(st.error().context("creating VE " + config.name));
+  }
+  return config;
+}
+
+Status Lifecycle::start(const std::string& name) {
+  auto lock = store_.lock(name);
+  if (!lock) return tl::unexpected(lock.error());
+  auto config = store_.load_config(name);
+  if (!config) return tl::unexpected(config.error());
+  auto running = reconcile(*config);
+  if (!running) return tl::unexpected(running.error());
+  if (*running) return fail(ErrorKind::state, "VE " + name + " is already running");
+  auto drv = driver_for(*config);
+  if (!drv) return tl::unexpected(drv.error());
+  auto state = (*drv)->start(*config);
+  if (!state) return tl::unexpected(state.error());
+  return {};
+}
+
+Status Lifecycle::stop_locked(const store::VeConfig& config, const driver::StopOptions& options) {
+  auto running = reconcile(config);
+  if (!running) return tl::unexpected(running.error());
+  if (!*running) return fail(ErrorKind::state, "VE " + config.name + " is not running");
+  auto drv = driver_for(config);
+  if (!drv) return tl::unexpected(drv.error());
+  return with_context((*drv)->stop(config, **running, options), "stopping VE " + config.name);
+}
+
+Status Lifecycle::stop(const std::string& name, const driver::StopOptions& options) {
+  auto lock = store_.lock(name);
+  if (!lock) return tl::unexpected(lock.error());
+  auto config = store_.load_config(name);
+  if (!config) return tl::unexpected(config.error());
+  return stop_locked(*config, options);
+}
+
+Status Lifecycle::restart(const std::string& name, const driver::StopOptions& options) {
+  {
+    auto lock = store_.lock(name);
+    if (!lock) return tl::unexpected(lock.error());
+    auto config = store_.load_config(name);
+    if (!config) return tl::unexpected(config.error());
+    auto running = reconcile(*config);
+    if (!running) return tl::unexpected(running.error());
+    // Restarting a stopped VE just starts it, as vzctl and lxc do.
+    if (*running) KAPSEL_TRY(stop_locked(*config, options), "restarting VE " + name);
+  }
+  return start(name);
+}
+
+Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& request) {
+  store::VeConfig config;
+  store::RuntimeState state;
+  {
+    // The lock is held only to find the VE running; a long command must not block `stop`.
+    auto lock = store_.lock(name);
+    if (!lock) return tl::unexpected(lock.error());
+    auto c = store_.load_config(name);
+    if (!c) return tl::unexpected(c.error());
+    config = *c;
+    auto running = reconcile(config);
+    if (!running) return tl::unexpected(running.error());
+    if (!*running || (*running)->phase != store::Phase::running)
+      return fail(ErrorKind::state,
+                  "VE " + name + " is not running (start it with `kapsel start " + name + "`)");
+    state = **running;
+  }
+  auto drv = driver_for(config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->exec(config, state, request);
+}
+
+Status Lifecycle::destroy(const std::string& name, bool force) {
+  auto lock = store_.lock(name);
+  if (!lock) return tl::unexpected(lock.error());
+  auto config = store_.load_config(name);
+  if (!config) return tl::unexpected(config.error());
+  auto running = reconcile(*config);
+  if (!running) return tl::unexpected(running.error());
+  auto drv = driver_for(*config);
+  if (!drv) return tl::unexpected(drv.error());
+  if (*running) {
+    if (!force)
+      return fail(ErrorKind::state,
+                  "VE " + name + " is running: stop it first, or destroy it with --force");
+    KAPSEL_TRY((*drv)->stop(*config, **running, {.timeout_seconds = 0, .kill = true}),
+               "destroying VE " + name);
+  }
+  KAPSEL_TRY((*drv)->cleanup(*config), "destroying VE " + name);
+  KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
+  return {};
+}
+
+Result<VeInfo> Lifecycle::status(const std::string& name) {
+  auto config = store_.load_config(name);
+  if (!config) return tl::unexpected(config.error());
+  VeInfo info;
+  info.config = *config;
+  // Reconcile only if no other command is working on the VE; otherwise report what its state
+  // file says (a start or stop in progress).
+  std::optional<store::RuntimeState> runtime;
+  if (auto lock = store_.lock(name, /*wait=*/false)) {
+    auto r = reconcile(*config);
+    if (!r) return tl::unexpected(r.error());
+    runtime = *r;
+  } else {
+    auto s = store_.load_state(name);
+    if (s && *s && (*s)->monitor.alive()) runtime = *s;
+  }
+  if (runtime) {
+    info.runtime = runtime;
+    info.state = std::string(store::to_string(runtime->phase));
+    if (auto drv = driver_for(*config)) {
+      if (auto n = (*drv)->process_count(*config)) info.processes = *n;
+    }
+  }
+  if (auto last = store_.load_exit(name); last && *last) info.last_exit = **last;
+  return info;
+}
+
+Result<std::vector<VeInfo>> Lifecycle::list() {
+  auto names = store_.list();
+  if (!names) return tl::unexpected(names.error());
+  std::vector<VeInfo> out;
+  for (const auto& name : *names) {
+    auto info = status(name);
+    // A VE destroyed while we were listing is simply no longer there.
+    if (!info && info.error().kind == ErrorKind::not_found) continue;
+    if (!info) return tl::unexpected(info.error());
+    out.push_back(std::move(*info));
+  }
+  return out;
+}
+
+static std::string generated_name() {
+  unsigned char bytes[4] = {};
+  if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) {
+    auto t = static_cast<unsigned>(::getpid()) ^ static_cast<unsigned>(::time(nullptr));
+    std::memcpy(bytes, &t, sizeof bytes);
+  }
+  char name[32];
+  std::snprintf(name, sizeof name, "run-%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  return name;
+}
+
+Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& request, bool remove,
+                           std::string* name_out) {
+  if (options.name.empty()) options.name = generated_name();
+  options.ephemeral = remove;
+  if (name_out) *name_out = options.name;
+  auto config = create(options);
+  if (!config) return tl::unexpected(config.error());
+  auto finish = [&]() -> Status {
+    // The workload has ended, so there is nothing for init to shut down gracefully.
+    if (remove) return destroy(options.name, /*force=*/true);
+    auto st = stop(options.name, {.timeout_seconds = 0, .kill = true});
+    if (!st && st.error().kind == ErrorKind::state) return {};  // already stopped
+    return st;
+  };
+  if (auto st = start(options.name); !st) {
+    (void)finish();
+    return tl::unexpected(st.error());
+  }
+  auto code = exec(options.name, request);
+  auto st = finish();
+  if (!code) return code;
+  if (!st) return tl::unexpected(st.error());
+  return code;
+}
+
+}  // namespace kapsel::ve

@@ -1,0 +1,72 @@
+// The VE operations every front end needs (the CLI now; the OCI surface and a REST API later):
+// create, start, stop, exec, destroy, list, status. They take the VE's lock, bring its stored
+// state in line with reality, and call the VE's driver. Nothing here parses or prints.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/error.hpp"
+#include "driver/driver.hpp"
+#include "image/template.hpp"
+#include "store/store.hpp"
+
+namespace kapsel::ve {
+
+struct CreateOptions {
+  std::string name;
+  std::string kind = "container";
+  std::string template_spec = "busybox";
+  std::string hostname;    // defaults to the name
+  bool ephemeral = false;  // `run --rm`
+};
+
+// What list and status show about one VE.
+struct VeInfo {
+  store::VeConfig config;
+  std::string state = "stopped";  // stopped, starting, running, stopping
+  std::optional<store::RuntimeState> runtime;
+  std::optional<store::ExitRecord> last_exit;
+  std::optional<std::size_t> processes;
+};
+void to_json(nlohmann::json& j, const VeInfo& info);
+
+// Hostnames follow RFC 1123: labels of letters, digits and '-', at most 64 bytes in all.
+[[nodiscard]] Status validate_hostname(std::string_view hostname);
+
+class Lifecycle {
+ public:
+  Lifecycle(store::Store& store, std::string cgroup_parent);
+
+  [[nodiscard]] Result<store::VeConfig> create(const CreateOptions& options,
+                                               const image::ProgressFn& progress = {});
+  [[nodiscard]] Status start(const std::string& name);
+  [[nodiscard]] Status stop(const std::string& name, const driver::StopOptions& options);
+  [[nodiscard]] Status restart(const std::string& name, const driver::StopOptions& options);
+  // Returns the command's exit status.
+  [[nodiscard]] Result<int> exec(const std::string& name, const driver::ExecRequest& request);
+  [[nodiscard]] Status destroy(const std::string& name, bool force);
+  [[nodiscard]] Result<VeInfo> status(const std::string& name);
+  [[nodiscard]] Result<std::vector<VeInfo>> list();
+
+  // One-shot: create (a generated name if none is given), start, exec, then stop, or destroy
+  // with `remove`. Returns the command's exit status; the name used is stored in `name_out`.
+  [[nodiscard]] Result<int> run(CreateOptions options, const driver::ExecRequest& request,
+                                bool remove, std::string* name_out = nullptr);
+
+ private:
+  [[nodiscard]] Result<std::unique_ptr<driver::Driver>> driver_for(const store::VeConfig& c);
+  // Brings the stored state of a VE in line with reality while its lock is held: a VE whose
+  // monitor has died is cleaned up and its end recorded. Returns the live state, if running.
+  [[nodiscard]] Result<std::optional<store::RuntimeState>> reconcile(const store::VeConfig& c);
+  [[nodiscard]] Status stop_locked(const store::VeConfig& config,
+                                   const driver::StopOptions& options);
+
+  store::Store& store_;
+  driver::Context ctx_;
+};
+
+}  // namespace kapsel::ve
