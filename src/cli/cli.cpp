@@ -127,13 +127,12 @@ int print_status(const ve::VeInfo& i, bool as_json) {
   return kExitOk;
 }
 
-// Splits "NAME [--] CMD..." as left by a prefix command.
+// Splits "NAME CMD..." (what exec leaves after its options, plus what followed "--").
 Status split_name_command(std::vector<std::string> args, std::string& name,
                           std::vector<std::string>& command, bool need_command) {
   if (args.empty()) return fail(ErrorKind::usage, "missing VE name (see --help)");
   name = args.front();
   args.erase(args.begin());
-  if (!args.empty() && args.front() == "--") args.erase(args.begin());
   if (need_command && args.empty())
     return fail(ErrorKind::usage, "missing command to run: kapsel exec NAME -- CMD [ARG...]");
   command = std::move(args);
@@ -178,6 +177,8 @@ int run(int argc, char** argv) {
   app.add_flag("-q,--quiet", g.quiet, "Print nothing but errors");
 
   std::function<int()> action;
+  std::vector<std::string> command_tail;  // after "--"
+  bool had_separator = false;
   auto lifecycle = [&]() {
     static store::Store store(store::Paths::resolve(g.root, g.run_dir));
     static ve::Lifecycle lc(store, g.cgroup_parent.empty() ? "kapsel" : g.cgroup_parent);
@@ -264,6 +265,8 @@ int run(int argc, char** argv) {
   auto* exec = app.add_subcommand(
       "exec", "Run a command in a running VE: kapsel exec NAME [--] CMD [ARG...]");
   exec->prefix_command();
+  exec->fallthrough(false);  // the command's own arguments must stay with it
+  exec->allow_extras();
   exec->add_flag("-t,--tty", exec_req.tty, "Allocate a pty in the VE for the command");
   exec->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
   exec->add_option("-w,--workdir", exec_req.cwd, "Working directory inside the VE")
@@ -277,7 +280,9 @@ int run(int argc, char** argv) {
       "  kapsel exec -t web1 -- top");
   exec->callback([&] {
     action = [&]() -> int {
-      if (auto st = split_name_command(exec->remaining(), name, exec_req.argv, true); !st)
+      auto args = exec->remaining();
+      args.insert(args.end(), command_tail.begin(), command_tail.end());
+      if (auto st = split_name_command(args, name, exec_req.argv, true); !st)
         return report(st.error());
       auto code = lifecycle()->exec(name, exec_req);
       if (!code) {
@@ -315,6 +320,8 @@ int run(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand(
       "run", "Create a VE, start it, run a command in it, then stop it (--rm: destroy it)");
   run_cmd->prefix_command();
+  run_cmd->fallthrough(false);
+  run_cmd->allow_extras();
   run_cmd->add_flag("--rm", run_rm, "Destroy the VE when the command ends");
   run_cmd->add_option("--name", run_opts.name, "Name of the VE (default: run-XXXXXXXX)");
   run_cmd
@@ -330,7 +337,7 @@ int run(int argc, char** argv) {
   run_cmd->callback([&] {
     action = [&]() -> int {
       auto args = run_cmd->remaining();
-      if (!args.empty() && args.front() == "--") args.erase(args.begin());
+      args.insert(args.end(), command_tail.begin(), command_tail.end());
       if (args.empty())
         return report(
             fail(ErrorKind::usage, "missing command: kapsel run [--rm] -- CMD [ARG...]").value());
@@ -409,6 +416,17 @@ int run(int argc, char** argv) {
     };
   });
 
+  // Everything after the first "--" is the command for exec/run, taken before CLI11 sees it:
+  // a command's own flags ("sh -c ...") must never be read as kapsel's.
+  std::vector<std::string> trailing;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      trailing.assign(argv + i + 1, argv + argc);
+      had_separator = true;
+      argc = i;
+      break;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -416,6 +434,9 @@ int run(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   }
   if (!action) return kExitUsage;
+  if (had_separator && !exec->parsed() && !run_cmd->parsed())
+    return report(fail(ErrorKind::usage, "'--' is only used by exec and run").value());
+  command_tail = std::move(trailing);
   if (auto st = require_root(); !st) return report(st.error());
   return action();
 }

@@ -28,9 +28,9 @@ struct TemplateSpec {
 [[nodiscard]] Result<TemplateSpec> parse_spec(std::string_view text);
 
 struct Template {
-  std::string id;       // directory name under <root>/templates ("busybox", "dir-<hash>", ...)
-  std::string spec;     // the spec it was made from, in command-line form
-  std::string rootfs;   // absolute path of the read-only tree (overlayfs lowerdir)
+  std::string id;      // directory name under <root>/templates ("busybox", "dir-<hash>", ...)
+  std::string spec;    // the spec it was made from, in command-line form
+  std::string rootfs;  // absolute path of the read-only tree (overlayfs lowerdir)
   std::string init = "/sbin/init";  // program run as the VE's PID 1
   int halt_signal = SIGTERM;        // asks that init to shut down cleanly
   std::uint64_t size_bytes = 0;     // disk usage of rootfs

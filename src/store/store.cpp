@@ -214,7 +214,10 @@ Status Store::save_exit(const std::string& name, const ExitRecord& record) const
   json j = record;
   std::string dir = ve_dir(name);
   if (!fs::is_dir(dir)) return {};  // destroyed meanwhile: nothing to record against
-  return with_context(fs::write_file_atomic(dir + "/last-exit.json", j.dump(2) + "\n", 0600),
+  // Not synced: it is a note for the operator, and a VE's stop (which waits for it) should not
+  // pay a journal commit for it. The rename keeps it whole for readers.
+  return with_context(fs::write_file_atomic(dir + "/last-exit.json", j.dump(2) + "\n", 0600,
+                                            /*durable=*/false),
                       "recording how VE " + name + " ended");
 }
 

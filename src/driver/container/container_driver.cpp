@@ -183,6 +183,12 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   if (middle < 0) return errno_fail("forking the monitor");
   if (middle == 0) {
     report_read.reset();
+    // The monitor keeps nothing of this command's: above all not the VE lock's descriptor,
+    // whose flock would otherwise stay held for as long as the VE runs.
+    if (::dup2(report_write.get(), 3) < 0) ::_exit(1);
+    (void)report_write.release();
+    report_write.reset(3);
+    ::syscall(SYS_close_range, 4, ~0U, 0);
     pid_t monitor = ::fork();
     if (monitor == 0) run_monitor(config, *tmpl, std::move(report_write));
     ::_exit(monitor < 0 ? 1 : 0);
@@ -315,9 +321,9 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
       KAPSEL_TRY(proc::signal_pidfd(init->get(), state.halt_signal), "asking init to halt");
     if (proc::wait_pidfd(monitor->get(), options.timeout_seconds * 1000)) return {};
   }
-  // SIGKILL to a pid namespace's init kills every process in the namespace.
+  // SIGKILL to a pid namespace's init kills every process in the namespace (and every process
+  // of the VE is in it: exec joins it too); the monitor then removes the cgroups.
   if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
-  if (auto cg = ctx_.cgroups()) (void)(*cg)->kill_all(config.name, 2000);
   if (proc::wait_pidfd(monitor->get(), 10000)) return {};
   // A monitor that does not finish its cleanup in time is stuck: do it for it.
   (void)proc::signal_pidfd(monitor->get(), SIGKILL);

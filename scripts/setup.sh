@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what kapsel needs from Debian 12's archive and builds it into ./build.
+# Usage: scripts/setup.sh [--with-bench]   (as root on Debian 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  g++ cmake make pkg-config clang-format
+  libexpected-dev nlohmann-json3-dev libcli11-dev libfmt-dev libarchive-dev
+  libgtest-dev libgmock-dev
+  # runtime: the built-in busybox template is made from Debian's static busybox
+  busybox-static
+)
+if [[ "${1:-}" == "--with-bench" ]]; then
+  # the established tools the benchmark compares kapsel with
+  packages+=(runc lxc bubblewrap)
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: run as root (kapsel manages namespaces, mounts and cgroups)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+echo "setup: built $(pwd)/build/kapsel"
