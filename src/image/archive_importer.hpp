@@ -26,4 +26,16 @@ namespace kapsel::image {
 [[nodiscard]] Status extract_tarball(const std::string& tarball, const std::string& dest,
                                      const ProgressFn& progress);
 
+// The two functions above live in the plugin kapsel-archive.so, which links libarchive. Loading
+// libarchive and what it pulls in (libxml2, ICU, five compressors) costs every kapsel command
+// about 9 ms at start-up, while only template imports need it; so the plugin is dlopen'ed on
+// first use, as systemd does with its optional libraries.
+constexpr int kArchivePluginVersion = 1;
+struct ArchivePluginApi {
+  int version;
+  Status (*copy_directory)(const std::string&, const std::string&, const std::string&,
+                           const ProgressFn&);
+  Status (*extract_tarball)(const std::string&, const std::string&, const ProgressFn&);
+};
+
 }  // namespace kapsel::image
