@@ -219,6 +219,7 @@ int run(int argc, char** argv) {
   std::string name;
   auto* start = app.add_subcommand("start", "Start a VE; returns once its init is running");
   start->add_option("name", name, "VE name")->required();
+  start->footer("Example:\n  kapsel start web1");
   start->callback([&] {
     action = [&] {
       auto st = lifecycle()->start(name);
@@ -236,6 +237,13 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 86400));
   stop->add_flag("-k,--kill", stop_opts.kill, "Kill every process at once, no clean shutdown");
+  stop->footer(
+      "The VE's init gets the template's halt signal (busybox: SIGUSR1); whatever remains after\n"
+      "--timeout seconds is killed.\n\n"
+      "Examples:\n"
+      "  kapsel stop web1\n"
+      "  kapsel stop --timeout 30 db\n"
+      "  kapsel stop --kill web1");
   stop->callback([&] {
     action = [&] {
       auto st = lifecycle()->stop(name, stop_opts);
@@ -247,6 +255,7 @@ int run(int argc, char** argv) {
   // restart
   auto* restart = app.add_subcommand("restart", "Stop a VE (if running), then start it");
   restart->add_option("name", name, "VE name")->required();
+  restart->footer("Example:\n  kapsel restart web1");
   restart
       ->add_option("-t,--timeout", stop_opts.timeout_seconds,
                    "Seconds to wait for a clean shutdown before killing")
@@ -298,7 +307,9 @@ int run(int argc, char** argv) {
   enter->add_option("name", name, "VE name")->required();
   std::string shell = "/bin/sh";
   enter->add_option("-s,--shell", shell, "Shell to start")->capture_default_str();
-  enter->footer("The shell runs on a pty inside the VE; leave it with 'exit' or Ctrl-D.");
+  enter->footer(
+      "The shell runs on a pty inside the VE; leave it with 'exit' or Ctrl-D.\n\n"
+      "Example:\n  kapsel enter web1");
   enter->callback([&] {
     action = [&]() -> int {
       driver::ExecRequest req;
@@ -354,6 +365,10 @@ int run(int argc, char** argv) {
   // list
   auto* list = app.add_subcommand("list", "List VEs and their state");
   list->alias("ls");
+  list->footer(
+      "Examples:\n"
+      "  kapsel list\n"
+      "  kapsel list --json | jq -r '.[] | select(.state == \"running\") | .name'");
   list->callback([&] {
     action = [&] {
       auto infos = lifecycle()->list();
@@ -365,6 +380,7 @@ int run(int argc, char** argv) {
   // status
   auto* status = app.add_subcommand("status", "Show a VE's state, processes and last exit");
   status->add_option("name", name, "VE name")->required();
+  status->footer("Examples:\n  kapsel status web1\n  kapsel status --json web1");
   status->callback([&] {
     action = [&] {
       auto info = lifecycle()->status(name);
@@ -378,6 +394,7 @@ int run(int argc, char** argv) {
   auto* destroy = app.add_subcommand("destroy", "Delete a stopped VE and its private files");
   destroy->add_option("name", name, "VE name")->required();
   destroy->add_flag("-f,--force", force, "Stop the VE first if it is running");
+  destroy->footer("Examples:\n  kapsel destroy web1\n  kapsel destroy --force web1");
   destroy->callback([&] {
     action = [&] {
       auto st = lifecycle()->destroy(name, force);
@@ -390,6 +407,8 @@ int run(int argc, char** argv) {
   auto* tmpl = app.add_subcommand("template", "Manage templates");
   tmpl->require_subcommand(1);
   auto* tmpl_list = tmpl->add_subcommand("list", "List templates in the store");
+  tmpl->footer("Example:\n  kapsel template list");
+  tmpl_list->footer("Example:\n  kapsel template list --json");
   tmpl_list->callback([&] {
     action = [&]() -> int {
       store::Store store(store::Paths::resolve(g.root, g.run_dir));
