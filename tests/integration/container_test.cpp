@@ -165,6 +165,24 @@ TEST_F(ContainerTest, StopAndDestroyLeaveNothingBehind) {
   EXPECT_EQ(k.list().size(), 0u);
 }
 
+TEST_F(ContainerTest, RebootInsideTheVeStartsItAgain) {
+  create_and_start("boot1");
+  pid_t first_init = k.status("boot1")["init_pid"];
+  ASSERT_EQ(exec("boot1", "echo kept > /root/f").exit_code, 0);
+  // busybox `reboot` runs the shutdown actions, then reboot(2), which ends the pid namespace.
+  (void)k.run({"exec", "boot1", "--", "reboot"});
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto st = k.status("boot1");
+        return st["state"] == "running" && st["init_pid"] != first_init;
+      },
+      10000))
+      << k.status("boot1").dump(2);
+  EXPECT_EQ(k.status("boot1")["last_exit"]["reason"], "rebooted");
+  EXPECT_FALSE(process_alive(first_init));
+  EXPECT_EQ(exec("boot1", "cat /root/f").out, "kept\n");
+}
+
 TEST_F(ContainerTest, TwentyVesRunAtOnceAndAreListed) {
   constexpr int kCount = 20;
   for (int i = 0; i < kCount; ++i) create_and_start("many" + std::to_string(i));

@@ -247,12 +247,6 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   std::string log_path = store.ve_dir(name) + "/console.log";
   UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
 
-  int sync_pipe[2], error_pipe[2];
-  if (::pipe2(sync_pipe, O_CLOEXEC) != 0 || ::pipe2(error_pipe, O_CLOEXEC) != 0)
-    fail_start(errno_fail("creating pipes").value());
-  UniqueFd sync_read(sync_pipe[0]), sync_write(sync_pipe[1]);
-  UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
-
   InitArgs args;
   std::string ve_dir = store.ve_dir(name);
   args.rootfs = RootfsSpec{tmpl.rootfs,
@@ -263,49 +257,76 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            config.ephemeral};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
-  args.sync_fd = sync_read.get();
-  args.error_fd = error_write.get();
-  args.console_slave = slave.get();
 
-  child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                CLONE_NEWNET);
-  if (child == 0) {
+  // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
+  // boot and again when init asks for a reboot.
+  auto launch = [&]() {
+    if (!slave) slave.reset(::open(slave_path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    int sync_pipe[2], error_pipe[2];
+    if (!slave || ::pipe2(sync_pipe, O_CLOEXEC) != 0 || ::pipe2(error_pipe, O_CLOEXEC) != 0)
+      fail_start(errno_fail("preparing init").value());
+    UniqueFd sync_read(sync_pipe[0]), sync_write(sync_pipe[1]);
+    UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
+    args.sync_fd = sync_read.get();
+    args.error_fd = error_write.get();
+    args.console_slave = slave.get();
+
+    child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+                                  CLONE_NEWNET);
+    if (child == 0) {
+      sync_write.reset();
+      error_read.reset();
+      container_init(args);
+    }
+    if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
+    sync_read.reset();
+    error_write.reset();
+    // Only init holds the console now, so the master sees a hangup when init's side closes.
+    slave.reset();
+
+    if (auto st = cg->attach(name, child); !st) fail_start(st.error().context("joining cgroups"));
+    if (::write(sync_write.get(), "g", 1) != 1) fail_start(errno_fail("releasing init").value());
     sync_write.reset();
-    error_read.reset();
-    container_init(args);
-  }
-  if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
-  sync_read.reset();
-  error_write.reset();
-  slave.reset();
+    std::string init_error;
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(error_read.get(), buf, sizeof buf)) != 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      init_error.append(buf, static_cast<size_t>(n));
+    }
+    if (!init_error.empty()) {
+      int code = std::atoi(init_error.c_str());
+      std::string msg = init_error.substr(init_error.find(' ') + 1);
+      fail_start(Error{code == ENOENT ? ErrorKind::not_found : ErrorKind::failure, code, msg});
+    }
+    state.phase = store::Phase::running;
+    state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
+    state.started_at = ::time(nullptr);
+    if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  };
 
-  if (auto st = cg->attach(name, child); !st) fail_start(st.error().context("joining cgroups"));
-  if (::write(sync_write.get(), "g", 1) != 1) fail_start(errno_fail("releasing init").value());
-  sync_write.reset();
-  std::string init_error;
-  char buf[1024];
-  ssize_t n;
-  while ((n = ::read(error_read.get(), buf, sizeof buf)) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    init_error.append(buf, static_cast<size_t>(n));
-  }
-  if (!init_error.empty()) {
-    int code = std::atoi(init_error.c_str());
-    std::string msg = init_error.substr(init_error.find(' ') + 1);
-    fail_start(Error{code == ENOENT ? ErrorKind::not_found : ErrorKind::failure, code, msg});
-  }
-
-  state.phase = store::Phase::running;
-  state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
-  state.started_at = ::time(nullptr);
-  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  launch();
   report.ok();
-
-  int status = monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal});
-  store::ExitRecord rec = monitor::classify(status);
-  // init is gone, so the kernel has killed the rest of its pid namespace; whatever else joined
-  // the cgroups goes too, and the namespaces' mounts vanish with their last process.
+  store::ExitRecord rec;
+  int quick_reboots = 0;
+  for (;;) {
+    int status = monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal});
+    rec = monitor::classify(status);
+    // init is gone, so the kernel has killed the rest of its pid namespace, and the mounts
+    // vanished with it. A reboot asked for from inside starts the VE again, as on a real
+    // server, unless it loops.
+    if (rec.reason != "rebooted") break;
+    quick_reboots = ::time(nullptr) - state.started_at < 5 ? quick_reboots + 1 : 0;
+    if (quick_reboots >= 5) {
+      rec.detail = "init rebooted 5 times within seconds; the VE was left stopped";
+      break;
+    }
+    (void)store.save_exit(name, rec);
+    if (auto st = cg->kill_all(name, 5000); !st) fail_start(st.error().context("rebooting"));
+    launch();
+  }
+  // Whatever else joined the cgroups goes with them.
   (void)cg->destroy(name);
   (void)store.clear_runtime(name);
   (void)store.save_exit(name, rec);
