@@ -26,7 +26,7 @@ Result<std::string> read_file(const std::string& path) {
   return out;
 }
 
-static Status write_all(int fd, std::string_view data, const std::string& path) {
+Status write_all(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
@@ -87,49 +87,48 @@ Status make_dirs(const std::string& path, mode_t mode) {
   return {};
 }
 
-// Removes everything below the directory `dfd` (which lies on device `dev`), then nothing else.
-static Status remove_children(int dfd, dev_t dev, const std::string& path) {
-  int dup = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return errno_fail("duplicating descriptor of " + path);
-  DIR* dir = ::fdopendir(dup);
-  if (!dir) {
-    ::close(dup);
-    return errno_fail("listing " + path);
-  }
-  Status result;
+Result<std::vector<std::string>> list_dir(int dfd, const std::string& path) {
+  // Through a duplicate opened anew: fdopendir would take over `dfd` and share its offset.
+  UniqueFd dup(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dup) return errno_fail("opening " + path);
+  DIR* dir = ::fdopendir(dup.get());
+  if (!dir) return errno_fail("listing " + path);
+  (void)dup.release();  // closedir closes it
+  std::vector<std::string> names;
+  errno = 0;
   while (struct dirent* ent = ::readdir(dir)) {
     std::string_view name = ent->d_name;
-    if (name == "." || name == "..") continue;
-    std::string child = path + "/" + ent->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  int err = errno;
+  ::closedir(dir);
+  if (err != 0) return sys_fail(err, "listing " + path);
+  return names;
+}
+
+// Removes everything below the directory `dfd` (which lies on device `dev`), then nothing else.
+static Status remove_children(int dfd, dev_t dev, const std::string& path) {
+  auto names = list_dir(dfd, path);
+  if (!names) return tl::unexpected(names.error());
+  for (const auto& name : *names) {
+    std::string child = path + "/" + name;
     struct stat st {};
-    if (::fstatat(dfd, ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
-      result = errno_fail("inspecting " + child);
-      break;
+      return errno_fail("inspecting " + child);
     }
     if (S_ISDIR(st.st_mode)) {
-      if (st.st_dev != dev) {
-        result = sys_fail(EBUSY, "refusing to descend into mount point " + child);
-        break;
-      }
-      UniqueFd cfd(::openat(dfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!cfd) {
-        result = errno_fail("opening " + child);
-        break;
-      }
-      result = remove_children(cfd.get(), dev, child);
-      if (!result) break;
-      if (::unlinkat(dfd, ent->d_name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-        result = errno_fail("removing " + child);
-        break;
-      }
-    } else if (::unlinkat(dfd, ent->d_name, 0) != 0 && errno != ENOENT) {
-      result = errno_fail("removing " + child);
-      break;
+      if (st.st_dev != dev) return sys_fail(EBUSY, "refusing to descend into mount point " + child);
+      UniqueFd cfd(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!cfd) return errno_fail("opening " + child);
+      KAPSEL_TRY(remove_children(cfd.get(), dev, child), "removing " + child);
+      if (::unlinkat(dfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+        return errno_fail("removing " + child);
+    } else if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return errno_fail("removing " + child);
     }
   }
-  ::closedir(dir);
-  return result;
+  return {};
 }
 
 Status remove_tree(const std::string& path) {

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
@@ -21,6 +22,13 @@ namespace kapsel::fs {
 // an ephemeral VE that would not outlive a reboot anyway).
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view data,
                                        mode_t mode = 0644, bool durable = true);
+
+// Writes all of `data` to `fd`, retrying short writes and EINTR; `path` names it in errors.
+[[nodiscard]] Status write_all(int fd, std::string_view data, const std::string& path);
+
+// Names of the entries of the directory open as `dfd`, without "." and ".."; `dfd` stays open
+// and its offset is untouched (the listing reads through a duplicate).
+[[nodiscard]] Result<std::vector<std::string>> list_dir(int dfd, const std::string& path);
 
 // Writes `data` to an existing file (cgroup, /proc files) in one write(2) call: such files
 // take one value per write and must not be truncated or renamed.

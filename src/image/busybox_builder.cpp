@@ -179,25 +179,13 @@ constexpr FileSpec kFiles[] = {
 // Applets that the tree must have, or it cannot boot.
 constexpr const char* kRequiredApplets[] = {"sbin/init", "bin/sh"};
 
-Status write_all(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_fail("writing " + path);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return {};
-}
-
 // Creates `path` below `root_fd` with exactly `mode`. No fsync per file: the store syncs the
 // whole tree once before publishing it.
 Status create_file(int root_fd, const std::string& path, mode_t mode, std::string_view data) {
   UniqueFd fd(
       ::openat(root_fd, path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return errno_fail("creating " + path);
-  KAPSEL_TRY(write_all(fd.get(), data, path), "creating " + path);
+  KAPSEL_TRY(fs::write_all(fd.get(), data, path), "creating " + path);
   // Set after creation, because the mode given to open(2) is reduced by the umask.
   if (::fchmod(fd.get(), mode) != 0) return errno_fail("setting the mode of " + path);
   return {};
@@ -247,7 +235,7 @@ Status copy_file(int src_fd, const std::string& src, int root_fd, const std::str
       return errno_fail("reading " + src);
     }
     if (n == 0) break;
-    KAPSEL_TRY(write_all(out.get(), std::string_view(buf, static_cast<size_t>(n)), dest),
+    KAPSEL_TRY(fs::write_all(out.get(), std::string_view(buf, static_cast<size_t>(n)), dest),
                "copying " + src);
     offset += n;
   }

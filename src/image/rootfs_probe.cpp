@@ -60,28 +60,19 @@ std::string base_name(const std::string& path) {
 // link that were already counted; one device only, so the inode number alone identifies a file.
 Status add_usage(int dfd, dev_t dev, const std::string& path, std::uint64_t& total,
                  std::unordered_set<ino_t>& seen) {
-  int dup = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return errno_fail("duplicating descriptor of " + path);
-  DIR* dir = ::fdopendir(dup);
-  if (!dir) {
-    ::close(dup);
-    return errno_fail("listing " + path);
-  }
-  // closedir also closes `dup`.
-  std::unique_ptr<DIR, int (*)(DIR*)> dir_guard(dir, ::closedir);
-  while (struct dirent* ent = ::readdir(dir)) {
-    std::string_view name = ent->d_name;
-    if (name == "." || name == "..") continue;
+  auto names = fs::list_dir(dfd, path);
+  if (!names) return tl::unexpected(names.error());
+  for (const auto& name : *names) {
     struct stat st {};
-    if (::fstatat(dfd, ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-      return errno_fail("inspecting " + path + "/" + ent->d_name);
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return errno_fail("inspecting " + path + "/" + name);
     if (st.st_dev != dev) continue;  // a mount point inside the tree is not part of it
     if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen.insert(st.st_ino).second) continue;
     total += static_cast<std::uint64_t>(st.st_blocks) * 512;
     if (S_ISDIR(st.st_mode)) {
-      UniqueFd child(::openat(dfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!child) return errno_fail("opening " + path + "/" + ent->d_name);
-      if (auto r = add_usage(child.get(), dev, path + "/" + ent->d_name, total, seen); !r) return r;
+      UniqueFd child(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!child) return errno_fail("opening " + path + "/" + name);
+      if (auto r = add_usage(child.get(), dev, path + "/" + name, total, seen); !r) return r;
     }
   }
   return {};
