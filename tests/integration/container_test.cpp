@@ -73,8 +73,8 @@ TEST_F(ContainerTest, HostMountsAreNotVisibleAndTheRootIsAnOverlay) {
   auto r = exec("mnt1", "cat /proc/self/mountinfo");
   ASSERT_EQ(r.exit_code, 0) << r;
   // Only the VE's own mounts exist (mountinfo field 5 is the mount point); none of the host's.
-  const std::set<std::string> expected = {"/",        "/proc",     "/sys",        "/dev",
-                                          "/dev/pts", "/dev/shm",  "/dev/mqueue", "/dev/console"};
+  const std::set<std::string> expected = {"/",        "/proc",    "/sys",        "/dev",
+                                          "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console"};
   std::istringstream in(r.out);
   std::string first;
   std::getline(in, first);
@@ -102,8 +102,9 @@ TEST_F(ContainerTest, HostMountsAreNotVisibleAndTheRootIsAnOverlay) {
 
 TEST_F(ContainerTest, LoopbackIsUpAndNoOtherInterfaceExists) {
   create_and_start("net1");
-  auto r = exec("net1", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; "
-                        "ping -c 1 -W 2 127.0.0.1 >/dev/null && echo ping-ok");
+  auto r = exec("net1",
+                "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; "
+                "ping -c 1 -W 2 127.0.0.1 >/dev/null && echo ping-ok");
   ASSERT_EQ(r.exit_code, 0) << r;
   EXPECT_EQ(r.out, "lo\nping-ok\n");
 }

@@ -90,8 +90,7 @@ RunResult Kapsel::run(const std::vector<std::string>& args, const RunOptions& op
   ::close(out[1]);
   ::close(err[1]);
   ::signal(SIGPIPE, SIG_IGN);
-  if (!options.input.empty())
-    (void)!::write(in[1], options.input.data(), options.input.size());
+  if (!options.input.empty()) (void)!::write(in[1], options.input.data(), options.input.size());
   ::close(in[1]);
   RunResult r;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
@@ -158,7 +157,8 @@ std::vector<std::string> Kapsel::cgroup_dirs(const std::string& ve) const {
   if (!d) return found;
   while (auto* ent = ::readdir(d)) {
     if (ent->d_name[0] == '.') continue;
-    std::string dir = std::string("/sys/fs/cgroup/") + ent->d_name + "/" + cgroup_parent_ + "/" + ve;
+    std::string dir =
+        std::string("/sys/fs/cgroup/") + ent->d_name + "/" + cgroup_parent_ + "/" + ve;
     struct stat st {};
     if (::stat(dir.c_str(), &st) == 0) found.push_back(dir);
   }

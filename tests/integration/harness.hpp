@@ -22,9 +22,9 @@ struct RunResult {
 std::ostream& operator<<(std::ostream& os, const RunResult& r);
 
 struct RunOptions {
-  std::string input;           // written to the command's stdin, then closed
-  uid_t uid = 0;               // run as this user (0: unchanged)
-  int timeout_seconds = 60;    // killed after this; the test then fails
+  std::string input;         // written to the command's stdin, then closed
+  uid_t uid = 0;             // run as this user (0: unchanged)
+  int timeout_seconds = 60;  // killed after this; the test then fails
 };
 
 class Kapsel {
@@ -71,8 +71,8 @@ std::string read_text(const std::string& path);
 
 }  // namespace kapsel::testing
 
-#define KAPSEL_REQUIRE_ROOT()                                                          \
-  do {                                                                                 \
-    if (::geteuid() != 0)                                                              \
+#define KAPSEL_REQUIRE_ROOT()                                                           \
+  do {                                                                                  \
+    if (::geteuid() != 0)                                                               \
       GTEST_SKIP() << "needs root: creates namespaces, mounts and cgroups on the host"; \
   } while (0)

@@ -57,7 +57,9 @@ TEST_F(FsTest, RemoveTreeDoesNotFollowSymlinksOutOfTheTree) {
   EXPECT_EQ(*read_file(outside + "/keep"), "precious");
 }
 
-TEST_F(FsTest, RemoveTreeOfMissingPathSucceeds) { EXPECT_TRUE(remove_tree(dir_ + "/nothing")); }
+TEST_F(FsTest, RemoveTreeOfMissingPathSucceeds) {
+  EXPECT_TRUE(remove_tree(dir_ + "/nothing"));
+}
 
 }  // namespace
 }  // namespace kapsel::fs
