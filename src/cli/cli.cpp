@@ -130,13 +130,61 @@ int print_status(const ve::VeInfo& i, bool as_json) {
 // Splits "NAME CMD..." (what exec leaves after its options, plus what followed "--").
 Status split_name_command(std::vector<std::string> args, std::string& name,
                           std::vector<std::string>& command, bool need_command) {
-  if (args.empty()) return fail(ErrorKind::usage, "missing VE name (see --help)");
+  if (args.empty())
+    return fail(ErrorKind::usage, "exec: missing VE name (see 'kapsel exec --help')");
   name = args.front();
   args.erase(args.begin());
   if (need_command && args.empty())
-    return fail(ErrorKind::usage, "missing command to run: kapsel exec NAME -- CMD [ARG...]");
+    return fail(ErrorKind::usage, "exec: missing command to run: kapsel exec NAME -- CMD [ARG...]");
   command = std::move(args);
   return {};
+}
+
+// CLI11 builds a usage line from declared options and positionals; exec and run take their
+// name and command through prefix_command(), so their usage is spelled out here.
+class UsageFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* app, std::string name) const override {
+    if (app->get_name() == "exec") return "Usage: " + name + " [OPTIONS] NAME [--] CMD [ARG...]\n";
+    if (app->get_name() == "run") return "Usage: " + name + " [OPTIONS] -- CMD [ARG...]\n";
+    return CLI::Formatter::make_usage(app, std::move(name));
+  }
+};
+
+// A parse error as the one line every kapsel error is (CLI11's own message spans two lines and
+// does not say which command it is about): "kapsel: start: name is required (see ...)".
+Error usage_error(const CLI::App& app, const CLI::ParseError& e) {
+  std::string path;
+  const CLI::App* at = &app;
+  for (auto subs = at->get_subcommands(); !subs.empty(); subs = at->get_subcommands()) {
+    at = subs.front();
+    path += at->get_name() + " ";
+  }
+  std::string what = e.what();
+  if (e.get_name() == "RequiredError") {
+    // What was left over explains a missing argument better: "create -rf" is an unknown option
+    // rather than a missing name; "kapsel bogus" an unknown command. (Leftovers fall through
+    // to the parent command, so both are looked at.)
+    auto left = at->remaining();
+    if (at != &app) {
+      auto top = app.remaining();
+      left.insert(left.end(), top.begin(), top.end());
+    }
+    bool wants_command = !at->get_subcommands({}).empty() && at->get_subcommands().empty();
+    if (wants_command) what = "missing command";
+    for (const auto& word : left) {
+      if (word.starts_with("-")) {
+        what = "unknown option '" + word + "'";
+        break;
+      }
+      if (wants_command) {
+        what = "unknown command '" + word + "'";
+        break;
+      }
+    }
+  }
+  std::string prefix = path.empty() ? "" : path.substr(0, path.size() - 1) + ": ";
+  return Error{ErrorKind::usage, 0, prefix + what + " (see 'kapsel " + path + "--help')"};
 }
 
 }  // namespace
@@ -146,6 +194,8 @@ int run(int argc, char** argv) {
       "kapsel runs Linux workloads in virtual environments (VEs) and administers them from the "
       "host.",
       "kapsel"};
+  // Before the subcommands are added: they inherit the parent's formatter when created.
+  app.formatter(std::make_shared<UsageFormatter>());
   app.require_subcommand(1);
   app.fallthrough();
   app.set_version_flag("--version", KAPSEL_VERSION);
@@ -349,9 +399,11 @@ int run(int argc, char** argv) {
     action = [&]() -> int {
       auto args = run_cmd->remaining();
       args.insert(args.end(), command_tail.begin(), command_tail.end());
-      if (args.empty())
+      if (args.empty()) {
         return report(
-            fail(ErrorKind::usage, "missing command: kapsel run [--rm] -- CMD [ARG...]").value());
+            fail(ErrorKind::usage, "run: missing command: kapsel run [--rm] -- CMD [ARG...]")
+                .value());
+      }
       exec_req.argv = args;
       auto code = lifecycle()->run(run_opts, exec_req, run_rm);
       if (!code) {
@@ -449,10 +501,12 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    // --help and --version are "errors" with exit code 0 that CLI11 prints itself.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    return report(usage_error(app, e));
   }
-  if (!action) return kExitUsage;
+  if (!action)
+    return report(fail(ErrorKind::usage, "missing command (see 'kapsel --help')").value());
   if (had_separator && !exec->parsed() && !run_cmd->parsed())
     return report(fail(ErrorKind::usage, "'--' is only used by exec and run").value());
   command_tail = std::move(trailing);

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "common/unique_fd.hpp"
 
 namespace kapsel::terminal {
@@ -22,9 +24,20 @@ RawMode::~RawMode() {
   if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
 }
 
-void copy_window_size(int from, int to) {
+bool copy_window_size(int from, int to) {
   struct winsize ws {};
-  if (::ioctl(from, TIOCGWINSZ, &ws) == 0) ::ioctl(to, TIOCSWINSZ, &ws);
+  if (::ioctl(from, TIOCGWINSZ, &ws) != 0) return false;
+  ::ioctl(to, TIOCSWINSZ, &ws);
+  return true;
+}
+
+// Hangs up the session on the pty: SIGHUP to its foreground job and to `child` (the session
+// leader, usually a shell), as the kernel does when a terminal goes away.
+static void hang_up(int master, pid_t child) {
+  pid_t fg = ::tcgetpgrp(master);
+  if (fg > 0) ::kill(-fg, SIGHUP);
+  ::kill(child, SIGHUP);
+  ::kill(child, SIGCONT);  // a stopped shell must run to see the hangup
 }
 
 // Writes all of `len` bytes; gives up quietly if the reader went away (the session ends then).
@@ -44,17 +57,30 @@ static bool write_all(int fd, const char* buf, size_t len) {
 Result<int> relay(int master, pid_t child) {
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGWINCH);
-  sigaddset(&mask, SIGCHLD);
+  for (int sig : {SIGWINCH, SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&mask, sig);
   sigset_t old;
   ::sigprocmask(SIG_BLOCK, &mask, &old);
   UniqueFd sfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!sfd) return errno_fail("creating signalfd");
+  if (!sfd) {
+    auto err = errno_fail("creating signalfd");
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    return err;
+  }
 
-  copy_window_size(STDIN_FILENO, master);
+  // Without a terminal to copy from, the pty would be 0x0, which full-screen programs (and
+  // busybox's stty) take for an error.
+  if (!copy_window_size(STDIN_FILENO, master)) {
+    struct winsize ws {};
+    ws.ws_row = 24;
+    ws.ws_col = 80;
+    ::ioctl(master, TIOCSWINSZ, &ws);
+  }
   bool stdin_open = true;
   bool master_open = true;
   int status = -1;
+  // Once the session has been hung up: when the child must be gone by.
+  bool hung_up = false;
+  auto kill_at = std::chrono::steady_clock::time_point::max();
   char buf[16384];
   for (;;) {
     if (status < 0) {
@@ -63,10 +89,14 @@ Result<int> relay(int master, pid_t child) {
     }
     // Once the child has exited, drain what it left in the pty, then stop.
     if (status >= 0 && !master_open) break;
+    if (status < 0 && std::chrono::steady_clock::now() >= kill_at) {
+      ::kill(child, SIGKILL);
+      kill_at = std::chrono::steady_clock::time_point::max();
+    }
     struct pollfd fds[3] = {{sfd.get(), POLLIN, 0},
                             {master_open ? master : -1, POLLIN, 0},
                             {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
-    int timeout = status >= 0 ? 0 : -1;
+    int timeout = status >= 0 ? 0 : hung_up ? 100 : -1;
     int n = ::poll(fds, 3, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -76,7 +106,14 @@ Result<int> relay(int master, pid_t child) {
     if (fds[0].revents & POLLIN) {
       struct signalfd_siginfo si {};
       while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-        if (si.ssi_signo == SIGWINCH) copy_window_size(STDIN_FILENO, master);
+        if (si.ssi_signo == SIGWINCH) {
+          copy_window_size(STDIN_FILENO, master);
+        } else if (si.ssi_signo != SIGCHLD && status < 0 && !hung_up) {
+          hang_up(master, child);
+          hung_up = true;
+          kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+          stdin_open = false;  // the user's terminal is going away
+        }
       }
     }
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {

@@ -23,12 +23,16 @@ class RawMode {
   struct termios saved_ {};
 };
 
-// Copies the window size of `from` (the user's terminal) to `to` (the pty master).
-void copy_window_size(int from, int to);
+// Copies the window size of `from` (the user's terminal) to `to` (the pty master). Returns
+// false if `from` has none (it is no terminal).
+bool copy_window_size(int from, int to);
 
 // Relays stdin -> master and master -> stdout until `child` exits and the master has no more
-// output, keeping the pty's window size in step with the user's terminal (SIGWINCH). Returns
-// the child's wait status.
+// output, keeping the pty's window size in step with the user's terminal (SIGWINCH; 24x80
+// when stdin is no terminal). SIGHUP, SIGTERM, SIGINT or SIGQUIT sent to the caller hang the
+// session up, as a closed terminal would: the child and the pty's foreground job get SIGHUP
+// (and the child SIGKILL if it outlives that by 2 s), so the caller returns normally and can
+// restore the user's terminal. Returns the child's wait status.
 [[nodiscard]] Result<int> relay(int master, pid_t child);
 
 }  // namespace kapsel::terminal

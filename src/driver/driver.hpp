@@ -56,10 +56,14 @@ class Driver {
   [[nodiscard]] virtual Status create(const store::VeConfig& config) = 0;
 
   // Starts the VE's monitor and returns once the VE is up; on failure everything is rolled
-  // back and the error names the phase that failed.
-  [[nodiscard]] virtual Result<store::RuntimeState> start(const store::VeConfig& config) = 0;
+  // back and the error names the phase that failed. The caller holds the VE's `lock`; the
+  // monitor shares it until the VE is up or rolled back, so that if the caller is killed
+  // half-way no other command sees (or cleans up) a VE that is still being started.
+  [[nodiscard]] virtual Result<store::RuntimeState> start(const store::VeConfig& config,
+                                                          const store::VeLock& lock) = 0;
 
-  // Stops a running VE: asks its init to shut down, waits, then kills what is left.
+  // Stops a running VE: asks its init to shut down, waits, then kills what is left. Returns
+  // once nothing of the VE is left running, even if its monitor died instead of cleaning up.
   [[nodiscard]] virtual Status stop(const store::VeConfig& config, const store::RuntimeState& state,
                                     const StopOptions& options) = 0;
 

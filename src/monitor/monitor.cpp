@@ -14,6 +14,15 @@
 
 namespace kapsel::monitor {
 
+static sigset_t supervised_signals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, kKillRequestSignal);
+  for (int sig : kHaltRequestSignals) sigaddset(&mask, sig);
+  return mask;
+}
+
 void detach(const std::string& name) {
   ::setsid();
   ::prctl(PR_SET_NAME, "kapsel-monitor", 0, 0, 0);
@@ -26,6 +35,8 @@ void detach(const std::string& name) {
     if (null > STDERR_FILENO) ::close(null);
   }
   ::signal(SIGPIPE, SIG_IGN);
+  sigset_t mask = supervised_signals();
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
 }
 
 // The console log is capped so a chatty VE cannot fill the host's disk: past the cap, the log
@@ -48,9 +59,7 @@ static void append_console(int log, const char* buf, size_t len) {
 }
 
 int supervise(const Supervision& s) {
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  sigset_t mask = supervised_signals();
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   int console = s.console_master;
@@ -75,7 +84,9 @@ int supervise(const Supervision& s) {
     if (fds[0].revents & POLLIN) {
       struct signalfd_siginfo si {};
       while (::read(sfd, &si, sizeof si) == sizeof si) {
-        if (si.ssi_signo != SIGCHLD) ::kill(s.init, s.halt_signal);
+        if (si.ssi_signo == SIGCHLD) continue;
+        if (s.on_stop_request) s.on_stop_request();
+        ::kill(s.init, si.ssi_signo == kKillRequestSignal ? SIGKILL : s.halt_signal);
       }
     }
     if (fds[1].revents & POLLIN) {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 #include "common/error.hpp"
@@ -17,17 +18,30 @@ namespace kapsel::monitor {
 
 // Turns the freshly forked current process into VE `name`'s monitor: a session of its own (so
 // the terminal's signals do not reach it), the name "kapsel-monitor" in ps, stdio on /dev/null.
+// The signals supervise() handles (the stop and kill requests below, and SIGCHLD) are blocked
+// from here on: a request that arrives while the VE is still starting waits for supervise()
+// instead of killing the monitor. (So a child that execs something else must unblock them, or its
+// program would inherit the mask.)
 void detach(const std::string& name);
+
+// What a monitor does with signals sent to it: SIGTERM, SIGINT and SIGHUP ask for a clean
+// shutdown (init gets the template's halt signal); SIGUSR1 asks for the VE to be killed at once
+// (init gets SIGKILL, which takes every process of its pid namespace with it).
+constexpr int kHaltRequestSignals[] = {SIGTERM, SIGINT, SIGHUP};
+constexpr int kKillRequestSignal = SIGUSR1;
 
 struct Supervision {
   pid_t init = 0;             // the supervised child of this process
   int console_master = -1;    // pty master of the VE's console, or -1
   int console_log = -1;       // where console output is appended, or -1
   int halt_signal = SIGTERM;  // sent to init when someone asks the monitor to stop (SIGTERM)
+  // Called each time someone asks the monitor to stop or kill the VE, before init gets the
+  // signal: the monitor records that the VE is stopping. May be empty.
+  std::function<void()> on_stop_request;
 };
 
-// Runs until init exits, copying console output to the log and turning SIGTERM/SIGINT/SIGHUP
-// sent to the monitor into init's halt signal. Returns init's wait status.
+// Runs until init exits, copying console output to the log and passing stop and kill requests
+// (see kHaltRequestSignals) on to init. Returns init's wait status.
 [[nodiscard]] int supervise(const Supervision& s);
 
 // Describes a wait status of a VE's init. A pid namespace's init that calls reboot(2) is

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,22 +76,38 @@ Status Store::init() const {
   return {};
 }
 
+static std::string lock_path(const Paths& paths, const std::string& name) {
+  return paths.run_dir + "/locks/" + name + ".lock";
+}
+
 Result<VeLock> Store::lock(const std::string& name, bool wait) const {
-  std::string path = paths_.run_dir + "/locks/" + name + ".lock";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd && errno == ENOENT) {
-    KAPSEL_TRY(init(), "locking VE " + name);
-    fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  KAPSEL_TRY(validate_name(name), "locking VE");
+  std::string path = lock_path(paths_, name);
+  for (;;) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd && errno == ENOENT) {
+      KAPSEL_TRY(init(), "locking VE " + name);
+      fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    }
+    if (!fd) return errno_fail("locking VE " + name);
+    int op = LOCK_EX | (wait ? 0 : LOCK_NB);
+    while (::flock(fd.get(), op) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EWOULDBLOCK)
+        return fail(ErrorKind::state, "VE " + name + " is busy: another kapsel command holds it");
+      return errno_fail("locking VE " + name);
+    }
+    // The holder before us may have deleted the file (remove_lock); a lock on a deleted file
+    // excludes nobody who opens the name anew, so take the lock again on the current file.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return errno_fail("locking VE " + name);
+    if (st.st_nlink > 0) return VeLock(std::move(fd));
   }
-  if (!fd) return errno_fail("locking VE " + name);
-  int op = LOCK_EX | (wait ? 0 : LOCK_NB);
-  while (::flock(fd.get(), op) != 0) {
-    if (errno == EINTR) continue;
-    if (errno == EWOULDBLOCK)
-      return fail(ErrorKind::state, "VE " + name + " is busy: another kapsel command holds it");
-    return errno_fail("locking VE " + name);
-  }
-  return VeLock(std::move(fd));
+}
+
+void Store::remove_lock(const std::string& name, const VeLock& lock) const {
+  if (!lock.held() || !validate_name(name)) return;
+  (void)::unlink(lock_path(paths_, name).c_str());
 }
 
 bool Store::exists(const std::string& name) const {

@@ -45,6 +45,9 @@ class VeLock {
   VeLock() = default;
   explicit VeLock(UniqueFd fd) : fd_(std::move(fd)) {}
   [[nodiscard]] bool held() const { return fd_.valid(); }
+  // The locked file's descriptor: a process that inherits a duplicate shares the lock (flock
+  // belongs to the open file), which is how a starting VE's monitor keeps it locked.
+  [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
   UniqueFd fd_;
@@ -63,8 +66,13 @@ class Store {
   [[nodiscard]] Status init() const;
 
   // Takes the VE's lock, waiting for another command on it to finish; with `wait` false,
-  // fails with ErrorKind::state at once if it is held.
+  // fails with ErrorKind::state at once if it is held. The name is validated first: it becomes
+  // part of a path.
   [[nodiscard]] Result<VeLock> lock(const std::string& name, bool wait = true) const;
+  // Deletes the lock file of a VE that does not exist (any more), while `lock` is held on it, so
+  // that destroyed VEs and failed creates leave no lock files behind. A command that was waiting
+  // for the lock then holds one on a deleted file; lock() notices that and starts over.
+  void remove_lock(const std::string& name, const VeLock& lock) const;
 
   [[nodiscard]] bool exists(const std::string& name) const;
   // not_found error, with the hint to run `kapsel list`, if there is no such VE.

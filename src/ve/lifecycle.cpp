@@ -60,6 +60,29 @@ Status validate_hostname(std::string_view hostname) {
 Lifecycle::Lifecycle(store::Store& store, std::string cgroup_parent)
     : store_(store), ctx_(store, std::move(cgroup_parent)) {}
 
+Result<Lifecycle::LockedVe> Lifecycle::lock_existing(const std::string& name) {
+  if (auto c = store_.load_config(name); !c) return tl::unexpected(c.error());
+  auto lock = store_.lock(name);
+  if (!lock) return tl::unexpected(lock.error());
+  auto config = store_.load_config(name);
+  if (!config) {
+    // Destroyed while we waited: the lock file we took anew must not outlive us.
+    if (config.error().kind == ErrorKind::not_found) store_.remove_lock(name, *lock);
+    return tl::unexpected(config.error());
+  }
+  return LockedVe{std::move(*lock), std::move(*config)};
+}
+
+// The refusal to start a VE that has a live monitor, in the words of its phase.
+static tl::unexpected<Error> already_up(const std::string& name, store::Phase phase) {
+  if (phase == store::Phase::stopping) {
+    return fail(ErrorKind::state,
+                "VE " + name + " is still stopping; start it once it has stopped");
+  }
+  return fail(ErrorKind::state,
+              "VE " + name + " is already " + std::string(store::to_string(phase)));
+}
+
 Result<std::unique_ptr<driver::Driver>> Lifecycle::driver_for(const store::VeConfig& c) {
   return driver::make_driver(c.kind, ctx_);
 }
@@ -102,38 +125,42 @@ Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
   if (store_.exists(options.name))
     return fail(ErrorKind::exists, "a VE named '" + options.name + "' already exists");
 
-  store::VeConfig config;
-  config.name = options.name;
-  config.kind = options.kind;
-  config.hostname = hostname;
-  config.ephemeral = options.ephemeral;
-  config.created = ::time(nullptr);
-  auto drv = driver_for(config);
-  if (!drv) return tl::unexpected(drv.error());
-  auto tmpl = ctx_.templates().ensure(*spec, progress);
-  if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
-  config.template_spec = spec->to_string();
-  config.template_id = tmpl->id;
+  auto build = [&]() -> Result<store::VeConfig> {
+    store::VeConfig config;
+    config.name = options.name;
+    config.kind = options.kind;
+    config.hostname = hostname;
+    config.ephemeral = options.ephemeral;
+    config.created = ::time(nullptr);
+    auto drv = driver_for(config);
+    if (!drv) return tl::unexpected(drv.error());
+    auto tmpl = ctx_.templates().ensure(*spec, progress);
+    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
+    config.template_spec = spec->to_string();
+    config.template_id = tmpl->id;
 
-  KAPSEL_TRY(store_.create_ve(config), "");
-  if (auto st = (*drv)->create(config); !st) {
-    (void)store_.remove_ve(config.name);
-    return tl::unexpected(st.error().context("creating VE " + config.name));
-  }
+    if (auto st = store_.create_ve(config); !st) return tl::unexpected(st.error());
+    if (auto st = (*drv)->create(config); !st) {
+      (void)store_.remove_ve(config.name);
+      return tl::unexpected(st.error().context("creating VE " + config.name));
+    }
+    return config;
+  };
+  auto config = build();
+  // A failed create leaves nothing under the name, not even its lock file.
+  if (!config) store_.remove_lock(options.name, *lock);
   return config;
 }
 
 Status Lifecycle::start(const std::string& name) {
-  auto lock = store_.lock(name);
-  if (!lock) return tl::unexpected(lock.error());
-  auto config = store_.load_config(name);
-  if (!config) return tl::unexpected(config.error());
-  auto running = reconcile(*config);
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  auto running = reconcile(ve->config);
   if (!running) return tl::unexpected(running.error());
-  if (*running) return fail(ErrorKind::state, "VE " + name + " is already running");
-  auto drv = driver_for(*config);
+  if (*running) return already_up(name, (*running)->phase);
+  auto drv = driver_for(ve->config);
   if (!drv) return tl::unexpected(drv.error());
-  auto state = (*drv)->start(*config);
+  auto state = (*drv)->start(ve->config, ve->lock);
   if (!state) return tl::unexpected(state.error());
   return {};
 }
@@ -148,23 +175,19 @@ Status Lifecycle::stop_locked(const store::VeConfig& config, const driver::StopO
 }
 
 Status Lifecycle::stop(const std::string& name, const driver::StopOptions& options) {
-  auto lock = store_.lock(name);
-  if (!lock) return tl::unexpected(lock.error());
-  auto config = store_.load_config(name);
-  if (!config) return tl::unexpected(config.error());
-  return stop_locked(*config, options);
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  return stop_locked(ve->config, options);
 }
 
 Status Lifecycle::restart(const std::string& name, const driver::StopOptions& options) {
   {
-    auto lock = store_.lock(name);
-    if (!lock) return tl::unexpected(lock.error());
-    auto config = store_.load_config(name);
-    if (!config) return tl::unexpected(config.error());
-    auto running = reconcile(*config);
+    auto ve = lock_existing(name);
+    if (!ve) return tl::unexpected(ve.error());
+    auto running = reconcile(ve->config);
     if (!running) return tl::unexpected(running.error());
     // Restarting a stopped VE just starts it, as vzctl and lxc do.
-    if (*running) KAPSEL_TRY(stop_locked(*config, options), "restarting VE " + name);
+    if (*running) KAPSEL_TRY(stop_locked(ve->config, options), "restarting VE " + name);
   }
   return start(name);
 }
@@ -174,13 +197,13 @@ Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& 
   store::RuntimeState state;
   {
     // The lock is held only to find the VE running; a long command must not block `stop`.
-    auto lock = store_.lock(name);
-    if (!lock) return tl::unexpected(lock.error());
-    auto c = store_.load_config(name);
-    if (!c) return tl::unexpected(c.error());
-    config = *c;
+    auto ve = lock_existing(name);
+    if (!ve) return tl::unexpected(ve.error());
+    config = ve->config;
     auto running = reconcile(config);
     if (!running) return tl::unexpected(running.error());
+    if (*running && (*running)->phase == store::Phase::stopping)
+      return fail(ErrorKind::state, "VE " + name + " is stopping");
     if (!*running || (*running)->phase != store::Phase::running)
       return fail(ErrorKind::state,
                   "VE " + name + " is not running (start it with `kapsel start " + name + "`)");
@@ -192,23 +215,23 @@ Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& 
 }
 
 Status Lifecycle::destroy(const std::string& name, bool force) {
-  auto lock = store_.lock(name);
-  if (!lock) return tl::unexpected(lock.error());
-  auto config = store_.load_config(name);
-  if (!config) return tl::unexpected(config.error());
-  auto running = reconcile(*config);
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  const store::VeConfig& config = ve->config;
+  auto running = reconcile(config);
   if (!running) return tl::unexpected(running.error());
-  auto drv = driver_for(*config);
+  auto drv = driver_for(config);
   if (!drv) return tl::unexpected(drv.error());
   if (*running) {
     if (!force)
       return fail(ErrorKind::state,
                   "VE " + name + " is running: stop it first, or destroy it with --force");
-    KAPSEL_TRY((*drv)->stop(*config, **running, {.timeout_seconds = 0, .kill = true}),
+    KAPSEL_TRY((*drv)->stop(config, **running, {.timeout_seconds = 0, .kill = true}),
                "destroying VE " + name);
   }
-  KAPSEL_TRY((*drv)->cleanup(*config), "destroying VE " + name);
+  KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
   KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
+  store_.remove_lock(name, ve->lock);
   return {};
 }
 
@@ -221,6 +244,11 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
   // file says (a start or stop in progress).
   std::optional<store::RuntimeState> runtime;
   if (auto lock = store_.lock(name, /*wait=*/false)) {
+    // Destroyed since its config was read: gone, and so is the lock file just made for it.
+    if (!store_.exists(name)) {
+      store_.remove_lock(name, *lock);
+      return fail(ErrorKind::not_found, "no VE named '" + name + "'");
+    }
     auto r = reconcile(*config);
     if (!r) return tl::unexpected(r.error());
     runtime = *r;
@@ -229,6 +257,9 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
     if (s && *s && (*s)->monitor.alive()) runtime = *s;
   }
   if (runtime) {
+    // A monitor whose init has gone is tearing the VE down (or rebooting it): not running.
+    if (runtime->phase == store::Phase::running && !runtime->init.alive())
+      runtime->phase = store::Phase::stopping;
     info.runtime = runtime;
     info.state = std::string(store::to_string(runtime->phase));
     if (auto drv = driver_for(*config)) {

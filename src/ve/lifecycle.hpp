@@ -58,6 +58,14 @@ class Lifecycle {
                                 bool remove, std::string* name_out = nullptr);
 
  private:
+  // An existing VE's lock and config. The name is checked and the VE looked up before the lock
+  // is taken, so that a mistyped or malicious name creates nothing on disk (not even a lock
+  // file), and again once it is held: the VE may have been destroyed meanwhile.
+  struct LockedVe {
+    store::VeLock lock;
+    store::VeConfig config;
+  };
+  [[nodiscard]] Result<LockedVe> lock_existing(const std::string& name);
   [[nodiscard]] Result<std::unique_ptr<driver::Driver>> driver_for(const store::VeConfig& c);
   // Brings the stored state of a VE in line with reality while its lock is held: a VE whose
   // monitor has died is cleaned up and its end recorded. Returns the live state, if running.

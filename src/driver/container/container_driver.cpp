@@ -66,6 +66,12 @@ struct InitArgs {
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
   // No descriptor of the monitor's may reach the VE (CVE-2024-21626 class of leaks).
   ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Nor its signal state, which survives execve: the monitor ignores SIGPIPE and blocks the
+  // signals it reads from a signalfd, and every process of the VE would inherit both.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);  // some cannot be set
   std::string path = std::string("PATH=") + kDefaultPath;
   const char* envp[] = {path.c_str(), "HOME=/root", "TERM=linux", "container=kapsel", nullptr};
   const char* argv[] = {a.init.c_str(), nullptr};
@@ -162,7 +168,8 @@ Status ContainerDriver::create(const store::VeConfig& config) {
   return {};
 }
 
-Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config) {
+Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config,
+                                                   const store::VeLock& lock) {
   auto tmpl = ctx_.templates().load(config.template_id);
   if (!tmpl)
     return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
@@ -183,14 +190,20 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   if (middle < 0) return errno_fail("forking the monitor");
   if (middle == 0) {
     report_read.reset();
-    // The monitor keeps nothing of this command's: above all not the VE lock's descriptor,
-    // whose flock would otherwise stay held for as long as the VE runs.
-    if (::dup2(report_write.get(), 3) < 0) ::_exit(1);
-    (void)report_write.release();
-    report_write.reset(3);
-    ::syscall(SYS_close_range, 4, ~0U, 0);
+    // The monitor keeps two descriptors of this command's, at fixed numbers, and nothing else
+    // (anything more could leak into the VE): the report pipe as 3 and the VE's lock as 4. It
+    // holds the lock until the VE is up or rolled back, and then closes it, so that the lock
+    // is not held for as long as the VE runs. (Moved up first, so that neither overwrites the
+    // other on the way to its number.)
+    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
+    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
+    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, 3, O_CLOEXEC) < 0 ||
+        ::dup3(lock_fd, 4, O_CLOEXEC) < 0)
+      ::_exit(1);
+    (void)report_write.release();  // closed by close_range below, or already replaced
+    ::syscall(SYS_close_range, 5, ~0U, 0);
     pid_t monitor = ::fork();
-    if (monitor == 0) run_monitor(config, *tmpl, std::move(report_write));
+    if (monitor == 0) run_monitor(config, *tmpl, UniqueFd(3), UniqueFd(4));
     ::_exit(monitor < 0 ? 1 : 0);
   }
   report_write.reset();
@@ -208,7 +221,7 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
 }
 
 void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Template& tmpl,
-                                  UniqueFd report_fd) {
+                                  UniqueFd report_fd, UniqueFd lock) {
   monitor::detach(config.name);
   monitor::StartReport report(std::move(report_fd));
   auto& store = ctx_.store();
@@ -230,6 +243,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     (void)store.clear_runtime(name);
     store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
     (void)store.save_exit(name, rec);
+    lock.reset();
     report.error(e);
     ::_exit(1);
   };
@@ -307,16 +321,29 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   };
 
   launch();
+  // The VE is up and its state says so: other commands may see it now.
+  lock.reset();
   report.ok();
+  // A stop request (`kapsel stop` signals the monitor) is recorded in the state file, so that
+  // `status` tells the truth while init shuts down, even if the command that asked was killed;
+  // and it wins over a reboot that init might do instead.
+  bool stop_requested = false;
+  auto on_stop_request = [&] {
+    stop_requested = true;
+    if (state.phase == store::Phase::stopping) return;
+    state.phase = store::Phase::stopping;
+    (void)store.save_state(name, state);
+  };
   store::ExitRecord rec;
   int quick_reboots = 0;
   for (;;) {
-    int status = monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal});
+    int status =
+        monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal, on_stop_request});
     rec = monitor::classify(status);
     // init is gone, so the kernel has killed the rest of its pid namespace, and the mounts
     // vanished with it. A reboot asked for from inside starts the VE again, as on a real
-    // server, unless it loops.
-    if (rec.reason != "rebooted") break;
+    // server, unless it loops or a stop was asked for.
+    if (rec.reason != "rebooted" || stop_requested) break;
     quick_reboots = ::time(nullptr) - state.started_at < 5 ? quick_reboots + 1 : 0;
     if (quick_reboots >= 5) {
       rec.detail = "init rebooted 5 times within seconds; the VE was left stopped";
@@ -337,18 +364,24 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
                              const StopOptions& options) {
   auto monitor = proc::open_pidfd(state.monitor);
   if (!monitor) return cleanup(config);
+  // Stop and kill go through the monitor, which records that the VE is stopping before it
+  // signals init, so that `status` tells the truth even if this command is killed half-way.
+  // The monitor cleans up when init has gone; the cleanup here (under the VE's lock, with the
+  // monitor dead) finishes the job if the monitor was killed before it could.
+  auto monitor_done = [&](int timeout_ms) { return proc::wait_pidfd(monitor->get(), timeout_ms); };
   if (!options.kill) {
-    if (auto init = proc::open_pidfd(state.init))
-      KAPSEL_TRY(proc::signal_pidfd(init->get(), state.halt_signal), "asking init to halt");
-    if (proc::wait_pidfd(monitor->get(), options.timeout_seconds * 1000)) return {};
+    KAPSEL_TRY(proc::signal_pidfd(monitor->get(), SIGTERM), "asking the monitor to stop the VE");
+    if (monitor_done(options.timeout_seconds * 1000)) return cleanup(config);
   }
   // SIGKILL to a pid namespace's init kills every process in the namespace (and every process
-  // of the VE is in it: exec joins it too); the monitor then removes the cgroups.
+  // of the VE is in it: exec joins it too).
+  KAPSEL_TRY(proc::signal_pidfd(monitor->get(), monitor::kKillRequestSignal),
+             "asking the monitor to kill the VE");
+  if (monitor_done(10000)) return cleanup(config);
+  // A monitor that does not react in time is stuck: do its job.
   if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
-  if (proc::wait_pidfd(monitor->get(), 10000)) return {};
-  // A monitor that does not finish its cleanup in time is stuck: do it for it.
   (void)proc::signal_pidfd(monitor->get(), SIGKILL);
-  (void)proc::wait_pidfd(monitor->get(), 2000);
+  (void)monitor_done(2000);
   return cleanup(config);
 }
 

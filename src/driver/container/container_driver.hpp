@@ -11,7 +11,8 @@ class ContainerDriver final : public Driver {
   explicit ContainerDriver(Context& ctx) : ctx_(ctx) {}
 
   [[nodiscard]] Status create(const store::VeConfig& config) override;
-  [[nodiscard]] Result<store::RuntimeState> start(const store::VeConfig& config) override;
+  [[nodiscard]] Result<store::RuntimeState> start(const store::VeConfig& config,
+                                                  const store::VeLock& lock) override;
   [[nodiscard]] Status stop(const store::VeConfig& config, const store::RuntimeState& state,
                             const StopOptions& options) override;
   [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
@@ -20,9 +21,10 @@ class ContainerDriver final : public Driver {
   [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config) override;
 
  private:
-  // Body of the forked monitor process; never returns.
+  // Body of the forked monitor process; never returns. It holds `lock` (a duplicate of the
+  // starting command's) until the VE is up or the start has been rolled back.
   [[noreturn]] void run_monitor(const store::VeConfig& config, const image::Template& tmpl,
-                                UniqueFd report);
+                                UniqueFd report, UniqueFd lock);
 
   Context& ctx_;
 };
