@@ -175,6 +175,14 @@ Status remove_tree_dirs(const std::string& dir) {
   return {};
 }
 
+bool remove_if_empty(const std::vector<std::string>& dirs) {
+  bool all = true;
+  for (const auto& d : dirs) {
+    if (::rmdir(d.c_str()) != 0 && errno != ENOENT) all = false;
+  }
+  return all;
+}
+
 Result<UniqueFd> open_procs_file(const std::string& dir) {
   std::string path = dir + "/cgroup.procs";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));

@@ -52,6 +52,11 @@ inline constexpr int kDestroyKillTimeoutMs = 5000;
 // cgroup stays busy briefly after its last process has died. A missing `dir` is success.
 [[nodiscard]] Status remove_tree_dirs(const std::string& dir);
 
+// The common case of destroy, once a VE's init has died: every cgroup is empty and has no
+// children, so one rmdir each removes it. Returns true if all of `dirs` are gone; false sends
+// the caller down the slow path (kill, walk, retry), which copes with anything left.
+[[nodiscard]] bool remove_if_empty(const std::vector<std::string>& dirs);
+
 // Opens `dir`/cgroup.procs for writing.
 [[nodiscard]] Result<UniqueFd> open_procs_file(const std::string& dir);
 

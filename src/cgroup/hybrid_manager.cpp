@@ -42,6 +42,7 @@ Status HybridManager::kill_all(const std::string& ve, int timeout_ms) {
 }
 
 Status HybridManager::destroy(const std::string& ve) {
+  if (check_ve_name(ve) && remove_if_empty(paths(ve))) return {};
   auto killed = kill_all(ve, kDestroyKillTimeoutMs);
   // Remove both parts even if one fails, so a re-run has less to do; report the first error.
   auto removed_v2 = v2_.remove(ve);

@@ -139,6 +139,7 @@ Status V1Manager::remove(const std::string& ve) {
 }
 
 Status V1Manager::destroy(const std::string& ve) {
+  if (check_ve_name(ve) && remove_if_empty(paths(ve))) return {};
   auto killed = kill_all(ve, kDestroyKillTimeoutMs);
   // Remove what can be removed even if some process survived; its cgroup stays (EBUSY).
   auto removed = remove(ve);

@@ -117,6 +117,7 @@ Status V2Manager::remove(const std::string& ve) {
 }
 
 Status V2Manager::destroy(const std::string& ve) {
+  if (check_ve_name(ve) && remove_if_empty(paths(ve))) return {};
   auto killed = kill_all(ve, kDestroyKillTimeoutMs);
   auto removed = remove(ve);
   return killed ? removed : killed;

@@ -73,16 +73,22 @@ Status write_existing(const std::string& path, std::string_view data) {
 }
 
 Status make_dirs(const std::string& path, mode_t mode) {
-  if (path.empty()) return {};
-  std::string cur;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    cur = path.substr(0, pos);
-    if (cur.empty()) continue;
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
-      return errno_fail("creating directory " + cur);
+  if (path.empty() || path == "/") return {};
+  // The directory usually exists, or only its last component is missing: try that first, and
+  // walk up only on ENOENT (every command makes its directories; one mkdir each is enough).
+  if (::mkdir(path.c_str(), mode) == 0) return {};
+  if (errno == ENOENT) {
+    auto slash = path.find_last_of('/');
+    if (slash != std::string::npos && slash > 0) {
+      if (auto st = make_dirs(path.substr(0, slash), mode); !st) return st;
+    }
+    if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) {
+      if (is_dir(path)) return {};
+      return sys_fail(ENOTDIR, "creating directory " + path);
+    }
+    return errno_fail("creating directory " + path);
   }
+  if (errno != EEXIST) return errno_fail("creating directory " + path);
   if (!is_dir(path)) return sys_fail(ENOTDIR, "creating directory " + path);
   return {};
 }

@@ -134,7 +134,7 @@ Status Store::save_config(const VeConfig& config) const {
 }
 
 Status Store::create_ve(const VeConfig& config) const {
-  KAPSEL_TRY(init(), "creating VE " + config.name);
+  // The caller (Lifecycle::create) has run init() and holds the VE's lock.
   std::string final_dir = ve_dir(config.name);
   if (fs::exists(final_dir))
     return fail(ErrorKind::exists, "a VE named '" + config.name + "' already exists");

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.hpp"
+#include "common/trace.hpp"
 
 namespace kapsel::ve {
 
@@ -300,8 +301,10 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
   if (options.name.empty()) options.name = generated_name();
   options.ephemeral = remove;
   if (name_out) *name_out = options.name;
+  trace::point("run: creating");
   auto config = create(options);
   if (!config) return tl::unexpected(config.error());
+  trace::point("run: starting");
   auto finish = [&]() -> Status {
     // The workload has ended, so there is nothing for init to shut down gracefully.
     if (remove) return destroy(options.name, /*force=*/true);
@@ -313,8 +316,11 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
     (void)finish();
     return tl::unexpected(st.error());
   }
+  trace::point("run: exec");
   auto code = exec(options.name, request);
+  trace::point("run: destroying");
   auto st = finish();
+  trace::point("run: done");
   if (!code) return code;
   if (!st) return tl::unexpected(st.error());
   return code;
