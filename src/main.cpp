@@ -1,5 +1,9 @@
 #include "cli/cli.hpp"
+#include "common/trace.hpp"
 
 int main(int argc, char** argv) {
-  return kapsel::cli::run(argc, argv);
+  kapsel::trace::point("main");
+  int code = kapsel::cli::run(argc, argv);
+  kapsel::trace::point("exit");
+  return code;
 }

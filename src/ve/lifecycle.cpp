@@ -227,10 +227,12 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     if (!force)
       return fail(ErrorKind::state,
                   "VE " + name + " is running: stop it first, or destroy it with --force");
+    // stop returns only once nothing of the VE is left running or mounted.
     KAPSEL_TRY((*drv)->stop(config, **running, {.timeout_seconds = 0, .kill = true}),
                "destroying VE " + name);
+  } else {
+    KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
   }
-  KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
   KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
   return {};

@@ -51,13 +51,8 @@ struct InitArgs {
 [[noreturn]] void container_init(const InitArgs& a) {
   // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  char go = 0;
-  // EOF here means the monitor died before the VE was in its cgroups.
-  if (::read(a.sync_fd, &go, 1) != 1) ::_exit(1);
-  ::close(a.sync_fd);
-  // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
-  if (::unshare(CLONE_NEWCGROUP) != 0)
-    init_fail(a.error_fd, errno_fail("cgroup namespace").value());
+  // The root file system is built while the monitor creates the VE's cgroups and moves this
+  // process into them: the two take about as long, and run side by side on two CPUs.
   if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
@@ -65,6 +60,12 @@ struct InitArgs {
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
+  char go = 0;
+  // EOF here means the monitor died before the VE was in its cgroups.
+  if (::read(a.sync_fd, &go, 1) != 1) ::_exit(1);
+  // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
+  if (::unshare(CLONE_NEWCGROUP) != 0)
+    init_fail(a.error_fd, errno_fail("cgroup namespace").value());
   // No descriptor of the monitor's may reach the VE (CVE-2024-21626 class of leaks).
   ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   // Nor its signal state, which survives execve: the monitor ignores SIGPIPE and blocks the
@@ -79,6 +80,26 @@ struct InitArgs {
   ::execve(a.init.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
   init_fail(a.error_fd,
             errno_fail("starting init " + a.init + " (does the template have an init?)").value());
+}
+
+// Reads what a failed init child wrote to its error pipe ("ERRNO message"), up to EOF; empty if
+// it exec'd.
+std::string read_init_error(int fd) {
+  std::string text;
+  char buf[1024];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+Error init_error_of(const std::string& text) {
+  int code = std::atoi(text.c_str());
+  std::string msg = text.substr(text.find(' ') + 1);
+  return Error{code == ENOENT ? ErrorKind::not_found : ErrorKind::failure, code, msg};
 }
 
 // clone(2) with fork semantics into new namespaces. clone3 because glibc's clone() wants a
@@ -251,8 +272,6 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   auto cgr = ctx_.cgroups();
   if (!cgr) fail_start(cgr.error());
   cg = *cgr;
-  if (auto st = cg->create(name); !st) fail_start(st.error().context("creating cgroups"));
-  trace::point("monitor: cgroups created");
 
   std::string slave_path;
   UniqueFd slave;
@@ -277,6 +296,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
 
   // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
   // boot and again when init asks for a reboot.
+  bool cgroups_ready = false;
   auto launch = [&]() {
     if (!slave) slave.reset(::open(slave_path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
     int sync_pipe[2], error_pipe[2];
@@ -302,23 +322,26 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // Only init holds the console now, so the master sees a hangup when init's side closes.
     slave.reset();
 
-    if (auto st = cg->attach(name, child); !st) fail_start(st.error().context("joining cgroups"));
+    // While the child builds its root file system: the cgroups (made once, kept across
+    // reboots) and the child in them.
+    auto joined = cgroups_ready ? cg->attach(name, child) : cg->create(name);
+    if (joined && !cgroups_ready) {
+      cgroups_ready = true;
+      joined = cg->attach(name, child);
+    }
+    if (!joined) {
+      // A child that failed on its own has the better explanation in the error pipe.
+      ::kill(child, SIGKILL);
+      auto why = read_init_error(error_read.get());
+      fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
+    }
     trace::point("monitor: init attached to cgroups");
-    if (::write(sync_write.get(), "g", 1) != 1) fail_start(errno_fail("releasing init").value());
+    // A child that has already failed cannot read this (EPIPE); its error pipe says why.
+    bool released = ::write(sync_write.get(), "g", 1) == 1;
     sync_write.reset();
-    std::string init_error;
-    char buf[1024];
-    ssize_t n;
-    while ((n = ::read(error_read.get(), buf, sizeof buf)) != 0) {
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) break;
-      init_error.append(buf, static_cast<size_t>(n));
-    }
-    if (!init_error.empty()) {
-      int code = std::atoi(init_error.c_str());
-      std::string msg = init_error.substr(init_error.find(' ') + 1);
-      fail_start(Error{code == ENOENT ? ErrorKind::not_found : ErrorKind::failure, code, msg});
-    }
+    auto why = read_init_error(error_read.get());
+    if (!why.empty()) fail_start(init_error_of(why));
+    if (!released) fail_start(errno_fail("releasing init").value());
     state.phase = store::Phase::running;
     state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
     state.started_at = ::time(nullptr);
@@ -376,15 +399,21 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
   // The monitor cleans up when init has gone; the cleanup here (under the VE's lock, with the
   // monitor dead) finishes the job if the monitor was killed before it could.
   auto monitor_done = [&](int timeout_ms) { return proc::wait_pidfd(monitor->get(), timeout_ms); };
+  // The monitor removes the runtime directory after the cgroups: if it is gone, the monitor
+  // finished its cleanup and there is nothing left to do.
+  auto finish = [&]() -> Status {
+    if (!fs::exists(ctx_.store().ve_run_dir(config.name))) return {};
+    return cleanup(config);
+  };
   if (!options.kill) {
     KAPSEL_TRY(proc::signal_pidfd(monitor->get(), SIGTERM), "asking the monitor to stop the VE");
-    if (monitor_done(options.timeout_seconds * 1000)) return cleanup(config);
+    if (monitor_done(options.timeout_seconds * 1000)) return finish();
   }
   // SIGKILL to a pid namespace's init kills every process in the namespace (and every process
   // of the VE is in it: exec joins it too).
   KAPSEL_TRY(proc::signal_pidfd(monitor->get(), monitor::kKillRequestSignal),
              "asking the monitor to kill the VE");
-  if (monitor_done(10000)) return cleanup(config);
+  if (monitor_done(10000)) return finish();
   // A monitor that does not react in time is stuck: do its job.
   if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
   (void)proc::signal_pidfd(monitor->get(), SIGKILL);
