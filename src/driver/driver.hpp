@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ class Context {
 struct StopOptions {
   int timeout_seconds = 10;  // how long init may take to shut down before it is killed
   bool kill = false;         // skip the clean shutdown
+  // Work to do once every process of the VE has gone, side by side with the monitor's cleanup
+  // of cgroups and runtime files (destroy removes the VE's files here). May be empty.
+  std::function<void()> once_down;
 };
 
 struct ExecRequest {

@@ -227,13 +227,20 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     if (!force)
       return fail(ErrorKind::state,
                   "VE " + name + " is running: stop it first, or destroy it with --force");
-    // stop returns only once nothing of the VE is left running or mounted.
-    KAPSEL_TRY((*drv)->stop(config, **running, {.timeout_seconds = 0, .kill = true}),
-               "destroying VE " + name);
+    // stop returns only once nothing of the VE is left running or mounted. The VE's files are
+    // removed as soon as its processes are gone, while its monitor removes the cgroups: on a
+    // journalling file system each directory freed costs a fraction of a millisecond.
+    std::optional<Status> removed;
+    driver::StopOptions kill{.timeout_seconds = 0, .kill = true, .once_down = {}};
+    kill.once_down = [&] { removed = store_.remove_ve(name); };
+    KAPSEL_TRY((*drv)->stop(config, **running, kill), "destroying VE " + name);
+    if (removed && !*removed)
+      return tl::unexpected(removed->error().context("destroying VE " + name));
+    if (!removed) KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   } else {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
+    KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   }
-  KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
   return {};
 }
@@ -310,7 +317,7 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
   auto finish = [&]() -> Status {
     // The workload has ended, so there is nothing for init to shut down gracefully.
     if (remove) return destroy(options.name, /*force=*/true);
-    auto st = stop(options.name, {.timeout_seconds = 0, .kill = true});
+    auto st = stop(options.name, {.timeout_seconds = 0, .kill = true, .once_down = {}});
     if (!st && st.error().kind == ErrorKind::state) return {};  // already stopped
     return st;
   };

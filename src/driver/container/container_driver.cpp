@@ -411,11 +411,17 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
   }
   // SIGKILL to a pid namespace's init kills every process in the namespace (and every process
   // of the VE is in it: exec joins it too).
+  auto init = proc::open_pidfd(state.init);
   KAPSEL_TRY(proc::signal_pidfd(monitor->get(), monitor::kKillRequestSignal),
              "asking the monitor to kill the VE");
+  if (options.once_down) {
+    // init's pidfd turns readable only after the kernel has killed the rest of its pid
+    // namespace and every process of the VE has exited, so its mounts are gone too.
+    if (!init || proc::wait_pidfd(init->get(), 10000)) options.once_down();
+  }
   if (monitor_done(10000)) return finish();
   // A monitor that does not react in time is stuck: do its job.
-  if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
+  if (init) (void)proc::signal_pidfd(init->get(), SIGKILL);
   (void)proc::signal_pidfd(monitor->get(), SIGKILL);
   (void)monitor_done(2000);
   return cleanup(config);
