@@ -25,6 +25,13 @@ image::TemplateStore Context::templates() const {
   return image::TemplateStore(store_.templates_dir());
 }
 
+Result<image::Template> Context::load_template(const std::string& id) {
+  if (auto it = templates_cache_.find(id); it != templates_cache_.end()) return it->second;
+  auto t = templates().load(id);
+  if (t) remember_template(*t);
+  return t;
+}
+
 Result<std::unique_ptr<Driver>> make_driver(const std::string& kind, Context& ctx) {
   if (kind == "container") return std::make_unique<container::ContainerDriver>(ctx);
   return fail(ErrorKind::usage, "unknown kind '" + kind + "': this build supports container");

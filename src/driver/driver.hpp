@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,12 +30,17 @@ class Context {
   [[nodiscard]] store::Store& store() { return store_; }
   [[nodiscard]] Result<cgroup::Manager*> cgroups();
   [[nodiscard]] image::TemplateStore templates() const;
+  // A stored template by id, read once per process: `run` creates and then starts a VE, and
+  // each would read the template's metadata again.
+  [[nodiscard]] Result<image::Template> load_template(const std::string& id);
+  void remember_template(const image::Template& t) { templates_cache_[t.id] = t; }
   ~Context();
 
  private:
   store::Store& store_;
   std::string cgroup_parent_;
   std::unique_ptr<cgroup::Manager> cgroups_;
+  std::map<std::string, image::Template> templates_cache_;
 };
 
 struct StopOptions {

@@ -139,6 +139,7 @@ Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
     if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
     config.template_spec = spec->to_string();
     config.template_id = tmpl->id;
+    ctx_.remember_template(*tmpl);
 
     if (auto st = store_.create_ve(config); !st) return tl::unexpected(st.error());
     if (auto st = (*drv)->create(config); !st) {

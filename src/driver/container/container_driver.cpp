@@ -192,7 +192,7 @@ Status ContainerDriver::create(const store::VeConfig& config) {
 
 Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config,
                                                    const store::VeLock& lock) {
-  auto tmpl = ctx_.templates().load(config.template_id);
+  auto tmpl = ctx_.load_template(config.template_id);
   if (!tmpl)
     return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
                                                config.name + " is unusable"));
