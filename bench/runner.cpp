@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "common/fs.hpp"
+#include "common/process.hpp"
 #include "common/unique_fd.hpp"
 
 extern char** environ;
@@ -65,27 +66,6 @@ std::string join(const std::vector<std::string>& argv) {
   for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
   return out;
 }
-
-// A spawned process that is killed (with its process group) and reaped if it is dropped before
-// it was waited for, so an aborted benchmark leaves no stray tool running.
-class Child {
- public:
-  explicit Child(pid_t pid) : pid_(pid) {}
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    if (pid_ <= 0) return;
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  void reaped() { pid_ = 0; }
-
- private:
-  pid_t pid_;
-};
 
 // posix_spawn's attributes and file actions, set up once: every run starts its command with
 // stdin and stdout on /dev/null, stderr into `stderr_fd`, default signal dispositions, an empty
@@ -152,7 +132,8 @@ struct Runner {
             ::posix_spawn(&pid, path.c_str(), spawn.actions(), spawn.attr(), cargv.data(), environ);
         rc != 0)
       return sys_fail(rc, "starting " + path);
-    Child child(pid);
+    // Killed with its process group, should this run be abandoned.
+    proc::Child child(pid, /*whole_group=*/true);
     // A pidfd lets the wait time out without signals or a second thread; it costs one syscall
     // per run, the same for every case.
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -168,12 +149,10 @@ struct Runner {
       if (r > 0) break;
       if (r < 0 && errno != EINTR) return errno_fail("waiting for the command");
     }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-      if (errno != EINTR) return errno_fail("waiting for the command");
-    }
+    auto waited = child.wait();
+    if (!waited) return tl::unexpected(waited.error());
+    int status = *waited;
     double end = now_ms();
-    child.reaped();
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return end - start;
     std::string how = WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +71,34 @@ Status signal_pidfd(int pidfd, int sig) {
   if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0 && errno != ESRCH)
     return errno_fail("sending signal " + std::to_string(sig));
   return {};
+}
+
+Child::~Child() {
+  if (pid_ <= 0) return;
+  if (whole_group_) ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  (void)wait();
+}
+
+Result<int> Child::wait() {
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0) {
+    if (errno != EINTR) return errno_fail("waiting for child " + std::to_string(pid_));
+  }
+  pid_ = 0;
+  return status;
+}
+
+std::string read_to_eof(int fd) {
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
 }
 
 double uptime_seconds() {

@@ -36,6 +36,29 @@ struct ProcessRef {
 // Sends `sig` through a pidfd (no pid-reuse race).
 [[nodiscard]] Status signal_pidfd(int pidfd, int sig);
 
+// A child process that is killed (SIGKILL; with `whole_group`, its process group first) and
+// reaped if it is dropped before it was waited for, so that no error path leaves a stray
+// process or a zombie behind.
+class Child {
+ public:
+  explicit Child(pid_t pid, bool whole_group = false) : pid_(pid), whole_group_(whole_group) {}
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child();
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // Waits for the child; returns its wait status.
+  [[nodiscard]] Result<int> wait();
+
+ private:
+  pid_t pid_;
+  bool whole_group_;
+};
+
+// Reads `fd` to its end (or its first error) and returns what it read: for pipes whose
+// writer reports by writing and closing.
+[[nodiscard]] std::string read_to_eof(int fd);
+
 // Seconds since boot from CLOCK_BOOTTIME, and the clock tick rate, to turn start times into
 // wall-clock times.
 [[nodiscard]] double uptime_seconds();

@@ -22,9 +22,9 @@ void point(const char* what) {
   struct timespec ts {};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   char line[256];
-  int n = std::snprintf(line, sizeof line, "kapsel-trace %d %.3f %s\n", ::getpid(),
-                        static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6,
-                        what);
+  int n = std::snprintf(
+      line, sizeof line, "kapsel-trace %d %.3f %s\n", ::getpid(),
+      static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6, what);
   int fd = ::open("/tmp/kapsel-trace.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd >= 0) {
     (void)!::write(fd, line, static_cast<size_t>(n));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/fs.hpp"
+#include "common/process.hpp"
 #include "common/unique_fd.hpp"
 #include "image/progress_reporter.hpp"
 
@@ -248,33 +249,6 @@ Status copy_file(int src_fd, const std::string& src, int root_fd, const std::str
   return {};
 }
 
-// A spawned child process that is killed and reaped if dropped before it was waited for, so
-// that no error path leaves a zombie or a stray process behind.
-class Child {
- public:
-  explicit Child(pid_t pid) : pid_(pid) {}
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    (void)wait();
-  }
-
-  // Waits for the child; returns its wait status.
-  Result<int> wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
-      if (errno != EINTR) return errno_fail("waiting for child " + std::to_string(pid_));
-    }
-    pid_ = 0;
-    return status;
-  }
-
- private:
-  pid_t pid_;
-};
-
 class SpawnActions {
  public:
   SpawnActions() { ::posix_spawn_file_actions_init(&actions_); }
@@ -307,7 +281,7 @@ Result<std::string> run_capture(const std::vector<std::string>& argv) {
   pid_t pid = 0;
   if (int rc = ::posix_spawn(&pid, argv[0].c_str(), actions.get(), nullptr, args.data(), environ))
     return sys_fail(rc, "running " + argv[0]);
-  Child child(pid);
+  proc::Child child(pid);
   write_end.reset();  // so that read() sees EOF when the child exits
 
   std::string out;

@@ -1,5 +1,7 @@
 #include "monitor/monitor.hpp"
 
+#include "common/process.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -143,14 +145,7 @@ void StartReport::error(const Error& e) {
 }
 
 Status StartReport::wait(int fd) {
-  std::string msg;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    msg.append(buf, static_cast<size_t>(n));
-  }
+  std::string msg = proc::read_to_eof(fd);
   if (msg == "O") return {};
   if (msg.empty() || msg[0] != 'E')
     return fail(ErrorKind::failure, "the VE's monitor died while starting it");

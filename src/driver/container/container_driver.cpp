@@ -82,20 +82,6 @@ struct InitArgs {
             errno_fail("starting init " + a.init + " (does the template have an init?)").value());
 }
 
-// Reads what a failed init child wrote to its error pipe ("ERRNO message"), up to EOF; empty if
-// it exec'd.
-std::string read_init_error(int fd) {
-  std::string text;
-  char buf[1024];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  return text;
-}
-
 Error init_error_of(const std::string& text) {
   int code = std::atoi(text.c_str());
   std::string msg = text.substr(text.find(' ') + 1);
@@ -332,14 +318,14 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (!joined) {
       // A child that failed on its own has the better explanation in the error pipe.
       ::kill(child, SIGKILL);
-      auto why = read_init_error(error_read.get());
+      auto why = proc::read_to_eof(error_read.get());
       fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
     }
     trace::point("monitor: init attached to cgroups");
     // A child that has already failed cannot read this (EPIPE); its error pipe says why.
     bool released = ::write(sync_write.get(), "g", 1) == 1;
     sync_write.reset();
-    auto why = read_init_error(error_read.get());
+    auto why = proc::read_to_eof(error_read.get());
     if (!why.empty()) fail_start(init_error_of(why));
     if (!released) fail_start(errno_fail("releasing init").value());
     state.phase = store::Phase::running;
