@@ -42,20 +42,13 @@ class PtySession {
     ::tcgetattr(slave_, &initial_);
 
     std::vector<std::string> env = k.env();
-    std::vector<char*> argv{const_cast<char*>(KAPSEL_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       // A session of its own with the pty as its controlling terminal, like a login shell's.
       ::setsid();
       if (::ioctl(slave, TIOCSCTTY, 0) != 0) ::_exit(120);
       for (int fd = 0; fd <= 2; ++fd) ::dup2(slave, fd);
-      ::execve(KAPSEL_BINARY, argv.data(), envp.data());
-      ::_exit(127);
+      exec_kapsel(args, env);
     }
   }
 

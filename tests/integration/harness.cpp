@@ -62,7 +62,7 @@ std::vector<std::string> Kapsel::env() const {
           "TERM=dumb"};
 }
 
-static void exec_kapsel(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+void exec_kapsel(const std::vector<std::string>& args, const std::vector<std::string>& env) {
   std::vector<char*> argv{const_cast<char*>(KAPSEL_BINARY)};
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

@@ -58,6 +58,11 @@ class Kapsel {
   std::string cgroup_parent_;
 };
 
+// Replaces the calling (forked) process with `kapsel ARGS...` in environment `env`; exits 127
+// if the binary cannot be run.
+[[noreturn]] void exec_kapsel(const std::vector<std::string>& args,
+                              const std::vector<std::string>& env);
+
 // Host-side inspection.
 bool process_alive(pid_t pid);
 // Pids of every host process in the pid namespace with inode `ns_inode`.
