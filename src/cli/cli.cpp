@@ -42,6 +42,13 @@ int report(const Status& st) {
   return st ? kExitOk : report(st.error());
 }
 
+// exec, enter and run exit with the command's own status, or 125 when kapsel could not run it.
+int command_status(const Result<int>& code) {
+  if (code) return *code;
+  print_error(code.error());
+  return kExitExecFailed;
+}
+
 Status require_root() {
   if (::geteuid() == 0) return {};
   return fail(ErrorKind::permission,
@@ -343,12 +350,7 @@ int run(int argc, char** argv) {
       args.insert(args.end(), command_tail.begin(), command_tail.end());
       if (auto st = split_name_command(args, name, exec_req.argv, true); !st)
         return report(st.error());
-      auto code = lifecycle()->exec(name, exec_req);
-      if (!code) {
-        print_error(code.error());
-        return kExitExecFailed;
-      }
-      return *code;
+      return command_status(lifecycle()->exec(name, exec_req));
     };
   });
 
@@ -366,12 +368,7 @@ int run(int argc, char** argv) {
       req.tty = true;
       req.argv = {shell, "-l"};
       req.cwd = "/root";
-      auto code = lifecycle()->exec(name, req);
-      if (!code) {
-        print_error(code.error());
-        return kExitExecFailed;
-      }
-      return *code;
+      return command_status(lifecycle()->exec(name, req));
     };
   });
 
@@ -405,12 +402,7 @@ int run(int argc, char** argv) {
                 .value());
       }
       exec_req.argv = args;
-      auto code = lifecycle()->run(run_opts, exec_req, run_rm);
-      if (!code) {
-        print_error(code.error());
-        return kExitExecFailed;
-      }
-      return *code;
+      return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };
   });
 
