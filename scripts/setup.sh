@@ -8,6 +8,7 @@ packages=(
   # build
   g++ cmake make pkg-config clang-format
   libexpected-dev nlohmann-json3-dev libcli11-dev libfmt-dev libarchive-dev
+  libfuse3-dev libseccomp-dev
   libgtest-dev libgmock-dev
   # runtime: the built-in busybox template is made from Debian's static busybox
   busybox-static

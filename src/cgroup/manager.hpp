@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
 
@@ -61,6 +62,32 @@ class Manager {
 
   // The VE's cgroup directory in each hierarchy (for diagnostics and tests).
   [[nodiscard]] virtual std::vector<std::string> paths(const std::string& ve) const = 0;
+
+  // Refuses limits this host cannot enforce, before anything is written: a controller or file
+  // the host lacks (e.g. memory_swap without swap accounting, blkio_weight without BFQ), a
+  // cpuset outside the parent's CPUs. The error names the option ("--memory-swap: this host
+  // has no swap accounting (memory.memsw.* is missing)").
+  [[nodiscard]] virtual Status check(const Limits& limits) const = 0;
+
+  // Writes every field `limits` sets to the VE's cgroup (which must exist), in an order the
+  // kernel accepts (e.g. v1 memsw is raised before and lowered after memory). If the kernel
+  // refuses one, the values written so far are put back, so the previous limits stay in force,
+  // and the error names the option and the kernel's reason ("--memory: the VE already uses
+  // 80 MiB, more than 64 MiB (EBUSY)").
+  [[nodiscard]] virtual Status apply(const std::string& ve, const Limits& limits) = 0;
+
+  // The VE's counters and the limits in force (see Stats).
+  [[nodiscard]] virtual Result<Stats> stats(const std::string& ve) const = 0;
+
+  // A descriptor that becomes readable each time the kernel OOM-kills in the VE's memory
+  // cgroup: an eventfd registered on memory.oom_control through cgroup.event_control (v1, read
+  // 8 bytes to re-arm), or an inotify descriptor watching memory.events for modification (v2,
+  // read the inotify events to re-arm). Counting the kills is stats().oom_kills.
+  [[nodiscard]] virtual Result<UniqueFd> watch_oom(const std::string& ve) = 0;
+
+  // The VE's memory cgroup as the kernel names it in OOM reports ("oom_memcg=/kapsel/web1"):
+  // its path relative to the root of the hierarchy that holds the memory controller.
+  [[nodiscard]] virtual std::string memory_cgroup_path(const std::string& ve) const = 0;
 };
 
 // Probes the host and returns the matching backend.

@@ -34,6 +34,14 @@ class V2Manager final : public Manager {
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;
+  // PLACEHOLDERS (being implemented).
+  [[nodiscard]] Status check(const Limits&) const override { return {}; }
+  [[nodiscard]] Status apply(const std::string&, const Limits&) override { return {}; }
+  [[nodiscard]] Result<Stats> stats(const std::string&) const override { return Stats{}; }
+  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string&) override {
+    return fail(ErrorKind::failure, "not implemented");
+  }
+  [[nodiscard]] std::string memory_cgroup_path(const std::string&) const override { return {}; }
 
   // Removes the VE's cgroup directory, nested ones first, without killing anything first:
   // destroy() minus kill_all().

@@ -26,13 +26,14 @@ void to_json(json& j, const VeConfig& c) {
            {"hostname", c.hostname},
            {"created", c.created},
            {"ephemeral", c.ephemeral}};
+  if (!c.limits.empty()) j["limits"] = c.limits;
 }
 
 void to_json(json& j, const RuntimeState& s) {
   j = json{{"phase", to_string(s.phase)},           {"monitor_pid", s.monitor.pid},
            {"monitor_start", s.monitor.start_time}, {"init_pid", s.init.pid},
            {"init_start", s.init.start_time},       {"started_at", s.started_at},
-           {"halt_signal", s.halt_signal}};
+           {"halt_signal", s.halt_signal},          {"cgroup_parent", s.cgroup_parent}};
 }
 
 void to_json(json& j, const ExitRecord& r) {
@@ -68,6 +69,7 @@ Result<VeConfig> parse_config(std::string_view text) {
     c.hostname = j.value("hostname", c.name);
     c.created = j.value("created", std::int64_t{0});
     c.ephemeral = j.value("ephemeral", false);
+    if (j.contains("limits")) c.limits = j.at("limits").get<cgroup::Limits>();
   });
 }
 
@@ -81,6 +83,7 @@ Result<RuntimeState> parse_state(std::string_view text) {
     s.init = {j.value("init_pid", 0), j.value("init_start", std::uint64_t{0})};
     s.started_at = j.value("started_at", std::int64_t{0});
     s.halt_signal = j.value("halt_signal", 15);
+    s.cgroup_parent = j.value("cgroup_parent", "");
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "common/process.hpp"
 
@@ -23,6 +24,8 @@ struct VeConfig {
   std::int64_t created = 0;  // unix time
   // An ephemeral VE (`run --rm`) is destroyed when its command ends; its files are not synced.
   bool ephemeral = false;
+  // Resource limits, applied at start and changed live by `kapsel set`.
+  cgroup::Limits limits;
 };
 
 // The phase a running monitor reports for its VE.
@@ -36,6 +39,9 @@ struct RuntimeState {
   proc::ProcessRef init;        // the VE's PID 1, as a host pid
   std::int64_t started_at = 0;  // unix time at which init was started
   int halt_signal = 15;         // asks init to shut down (from the template; SIGTERM default)
+  // The cgroup parent the VE's cgroups were made under (--cgroup-parent when it started), so
+  // later commands and the /proc service find them whatever their own setting.
+  std::string cgroup_parent;
 };
 
 // How a VE ended, written when its monitor finishes (or when a dead monitor is cleaned up).
