@@ -7,9 +7,13 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "cli/limit_flags.hpp"
 #include "cli/output.hpp"
+#include "cli/stats_view.hpp"
 #include "common/process.hpp"
 #include "image/template.hpp"
 #include "store/store.hpp"
@@ -113,7 +117,7 @@ int print_status(const ve::VeInfo& i, bool as_json) {
     return kExitOk;
   }
   auto line = [](const char* key, const std::string& value) {
-    std::printf("%-10s %s\n", key, value.c_str());
+    std::printf("%-13s %s\n", key, value.c_str());
   };
   line("name:", i.config.name);
   line("kind:", i.config.kind);
@@ -127,6 +131,17 @@ int print_status(const ve::VeInfo& i, bool as_json) {
     line("started:", human_time(i.runtime->started_at) + " (up " + uptime_of(i) + ")");
   }
   if (i.processes) line("processes:", std::to_string(*i.processes));
+  for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
+  if (i.oom_kills || !i.oom_events.empty()) {
+    std::string oom = std::to_string(i.oom_kills.value_or(0)) + " in this run, " +
+                      std::to_string(i.oom_events.size()) + " since created";
+    if (!i.oom_events.empty()) {
+      const auto& e = i.oom_events.back();
+      oom += "; last " + human_time(e.at) + ": killed " + e.comm + " (pid " +
+             std::to_string(e.pid) + ")";
+    }
+    line("oom kills:", oom);
+  }
   if (i.last_exit) {
     line("last exit:",
          i.last_exit->reason + " at " + human_time(i.last_exit->at) + ": " + i.last_exit->detail);
@@ -254,13 +269,19 @@ int run(int argc, char** argv) {
                    "busybox (built in), dir:PATH or tar:PATH")
       ->capture_default_str();
   create->add_option("--hostname", create_opts.hostname, "Hostname inside the VE (default: name)");
+  LimitFlags create_limits;
+  create_limits.add_to(*create);
   create->footer(
       "Examples:\n"
       "  kapsel create web1\n"
+      "  kapsel create web2 --memory 256M --cpus 1 --pids 200\n"
       "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
       "  kapsel create t1 --template dir:/srv/rootfs");
   create->callback([&] {
     action = [&] {
+      auto limits = create_limits.parse();
+      if (!limits) return report(limits.error());
+      create_opts.limits = *limits;
       auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
       if (!c) return report(c.error());
       if (g.json) {
@@ -388,6 +409,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_option("--hostname", run_opts.hostname, "Hostname inside the VE");
   run_cmd->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
+  LimitFlags run_limits;
+  run_limits.add_to(*run_cmd);
   run_cmd->footer(
       "Examples:\n"
       "  kapsel run --rm -- /bin/true\n"
@@ -402,6 +425,9 @@ int run(int argc, char** argv) {
                 .value());
       }
       exec_req.argv = args;
+      auto limits = run_limits.parse();
+      if (!limits) return report(limits.error());
+      run_opts.limits = *limits;
       return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };
   });
@@ -430,6 +456,132 @@ int run(int argc, char** argv) {
       auto info = lifecycle()->status(name);
       if (!info) return report(info.error());
       return print_status(*info, g.json);
+    };
+  });
+
+  // set
+  LimitFlags set_limits;
+  auto* set = app.add_subcommand("set", "Change a VE's resource limits, live if it is running");
+  set->add_option("name", name, "VE name")->required();
+  set_limits.add_to(*set);
+  set->footer(
+      "A running VE gets the new limits at once; they are stored and hold from every later\n"
+      "start on. If the kernel refuses one (e.g. a memory limit below what the VE uses), none\n"
+      "changes. 'max' removes a limit.\n\n"
+      "Examples:\n"
+      "  kapsel set web1 --memory 512M --cpus 1.5\n"
+      "  kapsel set web1 --pids max\n"
+      "  kapsel set db --device-write-bps /dev/vda:20M");
+  set->callback([&] {
+    action = [&] {
+      auto change = set_limits.parse();
+      if (!change) return report(change.error());
+      auto limits = lifecycle()->set(name, *change);
+      if (!limits) return report(limits.error());
+      if (g.json) {
+        std::cout << json(*limits).dump(2) << "\n";
+      } else {
+        say("updated limits of VE " + name);
+      }
+      return int(kExitOk);
+    };
+  });
+
+  // stats
+  std::vector<std::string> stats_names;
+  double stats_interval = 1.0;
+  auto* stats = app.add_subcommand("stats", "Show running VEs' CPU, memory, process, I/O use");
+  stats->add_option("names", stats_names, "VE names (default: every running VE)");
+  stats
+      ->add_option("-i,--interval", stats_interval,
+                   "Seconds between the two samples CPU % is measured over (0: no CPU %)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 60.0));
+  stats->footer(
+      "CPU % is of one CPU (200% = two CPUs busy). The figures are the VE's cgroup counters.\n\n"
+      "Examples:\n"
+      "  kapsel stats web1\n"
+      "  kapsel stats --json --interval 0 web1 | jq .[0].memory_usage_bytes");
+  auto sample = [&](const std::vector<std::string>& names) -> Result<std::vector<ve::VeUsage>> {
+    if (names.empty()) return lifecycle()->usage_all();
+    std::vector<ve::VeUsage> out;
+    for (const auto& n : names) {
+      auto u = lifecycle()->usage(n);
+      if (!u) return tl::unexpected(u.error());
+      out.push_back(std::move(*u));
+    }
+    return out;
+  };
+  auto rows_of = [](const std::vector<ve::VeUsage>& now, const std::vector<ve::VeUsage>* before) {
+    std::map<std::string, const ve::VeUsage*> prev;
+    if (before)
+      for (const auto& u : *before) prev[u.name] = &u;
+    std::vector<StatsRow> rows;
+    for (const auto& u : now)
+      rows.push_back(make_row(u, prev.count(u.name) ? prev[u.name] : nullptr));
+    return rows;
+  };
+  stats->callback([&] {
+    action = [&] {
+      auto first = sample(stats_names);
+      if (!first) return report(first.error());
+      std::vector<StatsRow> rows;
+      if (stats_interval > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(stats_interval));
+        auto second = sample(stats_names);
+        if (!second) return report(second.error());
+        rows = rows_of(*second, &*first);
+      } else {
+        rows = rows_of(*first, nullptr);
+      }
+      if (g.json) {
+        std::cout << json(rows).dump(2) << "\n";
+      } else {
+        std::cout << render_stats(rows);
+      }
+      return int(kExitOk);
+    };
+  });
+
+  // top
+  double top_delay = 2.0;
+  int top_iterations = 0;
+  bool top_batch = false;
+  auto* top = app.add_subcommand("top", "Watch every running VE's resource use, refreshing");
+  top->add_option("-d,--delay", top_delay, "Seconds between refreshes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  top->add_option("-n,--iterations", top_iterations, "Stop after this many refreshes (0: never)")
+      ->check(CLI::Range(0, 1000000));
+  top->add_flag("-b,--batch", top_batch, "Do not clear the screen between refreshes");
+  top->footer(
+      "Like top(1) and vzlist for VEs: one row per running VE, CPU % over the last interval.\n"
+      "With --json, one JSON array per refresh, one per line. Stop it with Ctrl-C.\n\n"
+      "Examples:\n"
+      "  kapsel top\n"
+      "  kapsel top -b -n 3 -d 1\n"
+      "  kapsel top --json -n 1");
+  top->callback([&] {
+    action = [&] {
+      bool clear = !top_batch && !g.json && ::isatty(STDOUT_FILENO);
+      auto before = sample({});
+      if (!before) return report(before.error());
+      for (int i = 0; top_iterations == 0 || i < top_iterations; ++i) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(top_delay));
+        auto now = sample({});
+        if (!now) return report(now.error());
+        auto rows = rows_of(*now, &*before);
+        if (g.json) {
+          std::cout << json(rows).dump() << std::endl;
+        } else {
+          if (clear) std::cout << "\033[H\033[2J";
+          std::cout << "kapsel top - " << human_time(std::time(nullptr)) << ", " << rows.size()
+                    << " running VE" << (rows.size() == 1 ? "" : "s") << "\n\n"
+                    << render_stats(rows) << std::endl;
+        }
+        before = std::move(now);
+      }
+      return int(kExitOk);
     };
   });
 

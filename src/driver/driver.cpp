@@ -10,15 +10,17 @@ Context::Context(store::Store& store, std::string cgroup_parent)
 
 Context::~Context() = default;
 
-Result<cgroup::Manager*> Context::cgroups() {
-  if (!cgroups_) {
+Result<cgroup::Manager*> Context::cgroups(const std::string& parent) {
+  const std::string& p = parent.empty() ? cgroup_parent_ : parent;
+  auto& slot = cgroups_[p];
+  if (!slot) {
     cgroup::Options options;
-    options.parent = cgroup_parent_;
+    options.parent = p;
     auto m = cgroup::probe(options);
     if (!m) return tl::unexpected(m.error().context("probing the host's cgroups"));
-    cgroups_ = std::move(*m);
+    slot = std::move(*m);
   }
-  return cgroups_.get();
+  return slot.get();
 }
 
 image::TemplateStore Context::templates() const {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "image/template.hpp"
 #include "store/store.hpp"
@@ -28,7 +29,12 @@ class Context {
  public:
   Context(store::Store& store, std::string cgroup_parent);
   [[nodiscard]] store::Store& store() { return store_; }
-  [[nodiscard]] Result<cgroup::Manager*> cgroups();
+  [[nodiscard]] Result<cgroup::Manager*> cgroups() { return cgroups(cgroup_parent_); }
+  // The manager for VEs under another cgroup parent: a running VE's are where its state says
+  // (RuntimeState::cgroup_parent), whatever this command's --cgroup-parent. Empty: this
+  // command's own.
+  [[nodiscard]] Result<cgroup::Manager*> cgroups(const std::string& parent);
+  [[nodiscard]] const std::string& cgroup_parent() const { return cgroup_parent_; }
   [[nodiscard]] image::TemplateStore templates() const;
   // A stored template by id, read once per process: `run` creates and then starts a VE, and
   // each would read the template's metadata again.
@@ -39,7 +45,7 @@ class Context {
  private:
   store::Store& store_;
   std::string cgroup_parent_;
-  std::unique_ptr<cgroup::Manager> cgroups_;
+  std::map<std::string, std::unique_ptr<cgroup::Manager>> cgroups_;
   std::map<std::string, image::Template> templates_cache_;
 };
 
@@ -56,6 +62,14 @@ struct ExecRequest {
   std::vector<std::string> env;  // KEY=VALUE, added to the VE's default environment
   std::string cwd = "/";
   bool tty = false;  // allocate a pty in the VE and relay the caller's terminal to it
+};
+
+// What a running VE uses now, for stats and top.
+struct Usage {
+  cgroup::Stats cgroup;
+  // Bytes through the VE's network interfaces, loopback left out.
+  std::uint64_t net_rx_bytes = 0;
+  std::uint64_t net_tx_bytes = 0;
 };
 
 class Driver {
@@ -87,7 +101,20 @@ class Driver {
   [[nodiscard]] virtual Status cleanup(const store::VeConfig& config) = 0;
 
   // Number of processes in the running VE, for list/status.
-  [[nodiscard]] virtual Result<std::size_t> process_count(const store::VeConfig& config) = 0;
+  [[nodiscard]] virtual Result<std::size_t> process_count(const store::VeConfig& config,
+                                                          const store::RuntimeState& state) = 0;
+
+  // Refuses limits this host cannot enforce for this kind, before anything is changed.
+  [[nodiscard]] virtual Status check_limits(const cgroup::Limits& limits) = 0;
+
+  // Changes the limits of a running VE: every field `change` sets. On failure the previous
+  // limits stay in force.
+  [[nodiscard]] virtual Status apply_limits(const store::VeConfig& config,
+                                            const store::RuntimeState& state,
+                                            const cgroup::Limits& change) = 0;
+
+  [[nodiscard]] virtual Result<Usage> usage(const store::VeConfig& config,
+                                            const store::RuntimeState& state) = 0;
 };
 
 // The driver for a kind; an unknown kind is a usage error listing the known ones.

@@ -79,10 +79,18 @@ int supervise(const Supervision& s) {
       if (sfd >= 0) ::close(sfd);
       return status;
     }
-    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {console, POLLIN, 0}};
-    int n = ::poll(fds, 2, sfd >= 0 ? -1 : 100);
+    std::vector<Watch> extra = s.watches ? s.watches() : std::vector<Watch>{};
+    std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {console, POLLIN, 0}};
+    for (const auto& w : extra) fds.push_back({w.fd, POLLIN, 0});
+    int timeout = s.timeout_ms ? s.timeout_ms() : -1;
+    if (sfd < 0 && (timeout < 0 || timeout > 100)) timeout = 100;
+    int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) ::usleep(10000);
+    if (n == 0 && s.on_timeout && s.timeout_ms && s.timeout_ms() == 0) s.on_timeout();
     if (n <= 0) continue;
+    for (size_t i = 0; i < extra.size(); ++i) {
+      if (fds[i + 2].revents) extra[i].on_ready();
+    }
     if (fds[0].revents & POLLIN) {
       struct signalfd_siginfo si {};
       while (::read(sfd, &si, sizeof si) == sizeof si) {

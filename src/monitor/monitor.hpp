@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
@@ -30,6 +31,13 @@ void detach(const std::string& name);
 constexpr int kHaltRequestSignals[] = {SIGTERM, SIGINT, SIGHUP};
 constexpr int kKillRequestSignal = SIGUSR1;
 
+// A descriptor the monitor polls besides its signals and the console, and what to do when it is
+// readable.
+struct Watch {
+  int fd = -1;
+  std::function<void()> on_ready;
+};
+
 struct Supervision {
   pid_t init = 0;             // the supervised child of this process
   int console_master = -1;    // pty master of the VE's console, or -1
@@ -38,6 +46,12 @@ struct Supervision {
   // Called each time someone asks the monitor to stop or kill the VE, before init gets the
   // signal: the monitor records that the VE is stopping. May be empty.
   std::function<void()> on_stop_request;
+  // Asked before each wait: what else to poll (OOM events, seccomp listeners; the set may
+  // change from one wait to the next), and how long to wait at most (-1: no limit), after which
+  // `on_timeout` runs. Each may be empty.
+  std::function<std::vector<Watch>()> watches;
+  std::function<int()> timeout_ms;
+  std::function<void()> on_timeout;
 };
 
 // Runs until init exits, copying console output to the log and passing stop and kill requests

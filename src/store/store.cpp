@@ -238,6 +238,31 @@ Status Store::save_exit(const std::string& name, const ExitRecord& record) const
                       "recording how VE " + name + " ended");
 }
 
+Result<std::vector<OomEvent>> Store::load_oom_events(const std::string& name) const {
+  std::vector<OomEvent> events;
+  auto text = fs::read_file(ve_dir(name) + "/oom.log");
+  if (!text) {
+    if (text.error().code == ENOENT) return events;
+    return tl::unexpected(text.error());
+  }
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    auto nl = rest.find('\n');
+    auto line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    if (auto e = parse_oom_event(line)) events.push_back(std::move(*e));
+  }
+  return events;
+}
+
+Status Store::append_oom_event(const std::string& name, const OomEvent& event) const {
+  std::string path = ve_dir(name) + "/oom.log";
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!fd) return errno_fail("opening " + path);
+  json j = event;
+  return fs::write_all(fd.get(), j.dump() + "\n", path);
+}
+
 void Store::sweep_leftovers() const {
   std::string dir = paths_.root + "/ves";
   DIR* d = ::opendir(dir.c_str());

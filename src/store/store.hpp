@@ -4,6 +4,7 @@
 //   <root>/ves/<name>/private/{upper,work} its writable layer over the template (overlayfs)
 //   <root>/ves/<name>/last-exit.json     how the VE last ended
 //   <root>/ves/<name>/console.log        what its init wrote to the console
+//   <root>/ves/<name>/oom.log            the OOM kills in it, one JSON object per line
 //   <root>/templates/<id>/               read-only templates (image::TemplateStore)
 //   <run>/ves/<name>/state.json          present while a monitor runs for the VE
 //   <run>/ves/<name>/rootfs/             the mount point of the VE's root inside its namespace
@@ -96,6 +97,12 @@ class Store {
 
   [[nodiscard]] Result<std::optional<ExitRecord>> load_exit(const std::string& name) const;
   [[nodiscard]] Status save_exit(const std::string& name, const ExitRecord& record) const;
+
+  // The VE's OOM kills since it was created, oldest first (oom.log; a damaged line is skipped).
+  [[nodiscard]] Result<std::vector<OomEvent>> load_oom_events(const std::string& name) const;
+  // Appends one record to oom.log (O_APPEND: one write per record, so concurrent writers and a
+  // crash leave whole lines).
+  [[nodiscard]] Status append_oom_event(const std::string& name, const OomEvent& event) const;
 
   // Removes hidden leftovers of creates and destroys that were killed half-way.
   void sweep_leftovers() const;

@@ -87,6 +87,20 @@ Result<RuntimeState> parse_state(std::string_view text) {
   });
 }
 
+void to_json(json& j, const OomEvent& e) {
+  j = json{{"at", e.at}, {"pid", e.pid}, {"comm", e.comm}, {"uid", e.uid}, {"cgroup", e.cgroup}};
+}
+
+Result<OomEvent> parse_oom_event(std::string_view line) {
+  return parse_json<OomEvent>(line, "OOM record", [](const json& j, OomEvent& e) {
+    e.at = j.value("at", std::int64_t{0});
+    e.pid = j.value("pid", 0);
+    e.comm = j.value("comm", "");
+    e.uid = j.value("uid", 0);
+    e.cgroup = j.value("cgroup", "");
+  });
+}
+
 Result<ExitRecord> parse_exit(std::string_view text) {
   return parse_json<ExitRecord>(text, "exit record", [](const json& j, ExitRecord& r) {
     r.reason = j.value("reason", "");

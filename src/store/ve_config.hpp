@@ -53,7 +53,19 @@ struct ExitRecord {
   std::string detail;   // human-readable explanation
 };
 
+// One OOM kill inside the VE, as the kernel reported it, appended by the monitor to
+// <root>/ves/<name>/oom.log (one JSON object per line).
+struct OomEvent {
+  std::int64_t at = 0;  // unix time
+  int pid = 0;          // host pid of the victim
+  std::string comm;     // its command name
+  int uid = 0;
+  std::string cgroup;  // the memory cgroup that ran out (the VE's or one nested in it)
+};
+
 void to_json(nlohmann::json& j, const VeConfig& c);
+void to_json(nlohmann::json& j, const OomEvent& e);
+[[nodiscard]] Result<OomEvent> parse_oom_event(std::string_view line);
 void to_json(nlohmann::json& j, const RuntimeState& s);
 void to_json(nlohmann::json& j, const ExitRecord& r);
 

@@ -28,6 +28,10 @@ void to_json(json& j, const VeInfo& info) {
     j["started_at"] = info.runtime->started_at;
   }
   if (info.processes) j["processes"] = *info.processes;
+  if (!info.config.limits.empty()) j["limits"] = info.config.limits;
+  if (info.oom_kills) j["oom_kills"] = *info.oom_kills;
+  j["oom_kills_total"] = info.oom_events.size();
+  if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
   if (info.last_exit) j["last_exit"] = *info.last_exit;
 }
 
@@ -133,8 +137,10 @@ Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
     config.hostname = hostname;
     config.ephemeral = options.ephemeral;
     config.created = ::time(nullptr);
+    config.limits = options.limits;
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
+    KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
     auto tmpl = ctx_.templates().ensure(*spec, progress);
     if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
     config.template_spec = spec->to_string();
@@ -274,11 +280,69 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
     info.runtime = runtime;
     info.state = std::string(store::to_string(runtime->phase));
     if (auto drv = driver_for(*config)) {
-      if (auto n = (*drv)->process_count(*config)) info.processes = *n;
+      if (auto n = (*drv)->process_count(*config, *runtime)) info.processes = *n;
+      if (auto u = (*drv)->usage(*config, *runtime)) info.oom_kills = u->cgroup.oom_kills;
     }
   }
   if (auto last = store_.load_exit(name); last && *last) info.last_exit = **last;
+  if (auto events = store_.load_oom_events(name)) info.oom_events = std::move(*events);
   return info;
+}
+
+Result<cgroup::Limits> Lifecycle::set(const std::string& name, const cgroup::Limits& change) {
+  if (change.empty())
+    return fail(ErrorKind::usage, "set: nothing to change (see 'kapsel set --help')");
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  auto drv = driver_for(ve->config);
+  if (!drv) return tl::unexpected(drv.error());
+  KAPSEL_TRY((*drv)->check_limits(change), "set");
+  auto running = reconcile(ve->config);
+  if (!running) return tl::unexpected(running.error());
+  store::VeConfig updated = ve->config;
+  updated.limits = cgroup::merge(ve->config.limits, change);
+  if (*running) {
+    KAPSEL_TRY((*drv)->apply_limits(ve->config, **running, change), "set");
+  }
+  if (auto st = store_.save_config(updated); !st) {
+    // The running VE has the new limits but its config would not say so: put the old ones
+    // back, so that what runs and what is stored agree.
+    if (*running) (void)(*drv)->apply_limits(ve->config, **running, ve->config.limits);
+    return tl::unexpected(st.error().context("set: saving the config of VE " + name));
+  }
+  return updated.limits;
+}
+
+Result<VeUsage> Lifecycle::usage(const std::string& name) {
+  auto config = store_.load_config(name);
+  if (!config) return tl::unexpected(config.error());
+  // Read-only and often repeated (top): no lock, the state file says where the VE runs.
+  auto state = store_.load_state(name);
+  if (!state) return tl::unexpected(state.error());
+  if (!*state || !(*state)->monitor.alive() || !(*state)->init.alive())
+    return fail(ErrorKind::state, "VE " + name + " is not running");
+  auto drv = driver_for(*config);
+  if (!drv) return tl::unexpected(drv.error());
+  auto u = (*drv)->usage(*config, **state);
+  if (!u) return tl::unexpected(u.error());
+  struct timespec now {};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return VeUsage{name, std::move(*u), now.tv_sec * 1000000000LL + now.tv_nsec};
+}
+
+Result<std::vector<VeUsage>> Lifecycle::usage_all() {
+  auto names = store_.list();
+  if (!names) return tl::unexpected(names.error());
+  std::vector<VeUsage> out;
+  for (const auto& name : *names) {
+    auto u = usage(name);
+    if (u) {
+      out.push_back(std::move(*u));
+    } else if (u.error().kind != ErrorKind::state && u.error().kind != ErrorKind::not_found) {
+      return tl::unexpected(u.error());
+    }
+  }
+  return out;
 }
 
 Result<std::vector<VeInfo>> Lifecycle::list() {

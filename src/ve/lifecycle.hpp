@@ -22,6 +22,7 @@ struct CreateOptions {
   std::string template_spec = "busybox";
   std::string hostname;    // defaults to the name
   bool ephemeral = false;  // `run --rm`
+  cgroup::Limits limits;
 };
 
 // What list and status show about one VE.
@@ -31,8 +32,19 @@ struct VeInfo {
   std::optional<store::RuntimeState> runtime;
   std::optional<store::ExitRecord> last_exit;
   std::optional<std::size_t> processes;
+  // OOM kills: in the current run (the cgroup's counter), and every one recorded since the VE
+  // was created, with time and victim.
+  std::optional<std::uint64_t> oom_kills;
+  std::vector<store::OomEvent> oom_events;
 };
 void to_json(nlohmann::json& j, const VeInfo& info);
+
+// What stats and top show about one running VE: its counters at one moment.
+struct VeUsage {
+  std::string name;
+  driver::Usage usage;
+  std::int64_t sampled_ns = 0;  // CLOCK_MONOTONIC, for rates between two samples
+};
 
 // Hostnames follow RFC 1123: labels of letters, digits and '-', at most 64 bytes in all.
 [[nodiscard]] Status validate_hostname(std::string_view hostname);
@@ -51,6 +63,15 @@ class Lifecycle {
   [[nodiscard]] Status destroy(const std::string& name, bool force);
   [[nodiscard]] Result<VeInfo> status(const std::string& name);
   [[nodiscard]] Result<std::vector<VeInfo>> list();
+
+  // Changes the VE's limits: every field `change` sets, merged into its config. A running VE
+  // gets them at once; either way they hold from its next start on. On failure nothing
+  // changes, neither the running VE nor its config.
+  [[nodiscard]] Result<cgroup::Limits> set(const std::string& name, const cgroup::Limits& change);
+  // Counters of a running VE (ErrorKind::state if it is not running).
+  [[nodiscard]] Result<VeUsage> usage(const std::string& name);
+  // Counters of every running VE, by name.
+  [[nodiscard]] Result<std::vector<VeUsage>> usage_all();
 
   // One-shot: create (a generated name if none is given), start, exec, then stop, or destroy
   // with `remove`. Returns the command's exit status; the name used is stored in `name_out`.

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "cgroup/manager.hpp"
 #include "common/fs.hpp"
@@ -23,6 +25,7 @@
 #include "common/trace.hpp"
 #include "driver/container/rootfs.hpp"
 #include "monitor/monitor.hpp"
+#include "monitor/oom_watch.hpp"
 #include "net/loopback.hpp"
 
 namespace kapsel::driver::container {
@@ -143,14 +146,34 @@ class NamespaceSnapshot {
   }
 
  private:
-  static constexpr std::array<std::pair<const char*, int>, 5> kKinds = {{{"ipc", CLONE_NEWIPC},
+  static constexpr std::array<std::pair<const char*, int>, 6> kKinds = {{{"ipc", CLONE_NEWIPC},
                                                                          {"uts", CLONE_NEWUTS},
                                                                          {"net", CLONE_NEWNET},
                                                                          {"pid", CLONE_NEWPID},
+                                                                         {"time", CLONE_NEWTIME},
                                                                          {"mnt", CLONE_NEWNS}}};
-  std::array<UniqueFd, 5> fds_;
+  std::array<UniqueFd, 6> fds_;
   UniqueFd cwd_;
 };
+
+// The VE's children are born into a new time namespace (time_namespaces(7)) whose boot and
+// monotonic clocks start now: uptime(1), sysinfo(2), /proc/uptime and the start times of its
+// processes in /proc/<pid>/stat all count from the VE's own boot, as on a real server. The
+// monitor itself stays in the host's; only its children (init) enter the new one.
+Status new_time_namespace() {
+  if (::unshare(CLONE_NEWTIME) != 0) return errno_fail("creating the VE's time namespace");
+  struct timespec mono {
+  }, boot{};
+  ::clock_gettime(CLOCK_MONOTONIC, &mono);
+  ::clock_gettime(CLOCK_BOOTTIME, &boot);
+  // Whole seconds: the kernel refuses offsets that would make a clock negative, and the
+  // fraction of a second left over is of no consequence.
+  std::string offsets = "monotonic " + std::to_string(-static_cast<long long>(mono.tv_sec)) +
+                        " 0\nboottime " + std::to_string(-static_cast<long long>(boot.tv_sec)) +
+                        " 0\n";
+  KAPSEL_TRY(fs::write_existing("/proc/self/timens_offsets", offsets), "setting the VE's clocks");
+  return {};
+}
 
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -185,6 +208,7 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   // Probe before forking so a host without usable cgroups fails here, with a plain error.
   auto cg = ctx_.cgroups();
   if (!cg) return tl::unexpected(cg.error());
+  KAPSEL_TRY((*cg)->check(config.limits), "starting VE " + config.name);
   KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name) + "/rootfs", 0700),
              "preparing runtime directory");
 
@@ -234,6 +258,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   const std::string& name = config.name;
   store::RuntimeState state;
   state.halt_signal = tmpl.halt_signal;
+  state.cgroup_parent = ctx_.cgroup_parent();
   state.monitor = proc::ref(::getpid()).value_or(proc::ProcessRef{::getpid(), 0});
   pid_t child = -1;
   cgroup::Manager* cg = nullptr;
@@ -295,6 +320,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     args.console_slave = slave.get();
 
     trace::point("monitor: cloning init");
+    // A fresh time namespace per boot, so that the VE's uptime starts at zero again.
+    if (auto st = new_time_namespace(); !st) fail_start(st.error());
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                                   CLONE_NEWNET);
     if (child == 0) {
@@ -312,8 +339,12 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // reboots) and the child in them.
     auto joined = cgroups_ready ? cg->attach(name, child) : cg->create(name);
     if (joined && !cgroups_ready) {
-      cgroups_ready = true;
-      joined = cg->attach(name, child);
+      // The limits are in force before the first process joins.
+      joined = cg->apply(name, config.limits);
+      if (joined) {
+        cgroups_ready = true;
+        joined = cg->attach(name, child);
+      }
     }
     if (!joined) {
       // A child that failed on its own has the better explanation in the error pipe.
@@ -349,11 +380,37 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     state.phase = store::Phase::stopping;
     (void)store.save_state(name, state);
   };
+  // OOM kills are recorded with their victim. A host without a memory controller (or without
+  // /dev/kmsg) has none to report, which is no reason to fail the VE.
+  std::optional<monitor::OomWatch> oom;
+  if (auto event = cg->watch_oom(name)) {
+    auto w = monitor::OomWatch::open(
+        std::move(*event), cg->memory_cgroup_path(name),
+        [&](const store::OomEvent& e) { (void)store.append_oom_event(name, e); });
+    if (w) oom.emplace(std::move(*w));
+  }
+  monitor::Supervision supervision;
+  supervision.console_master = master->get();
+  supervision.console_log = log.get();
+  supervision.halt_signal = tmpl.halt_signal;
+  supervision.on_stop_request = on_stop_request;
+  supervision.watches = [&] {
+    std::vector<monitor::Watch> w;
+    if (oom) {
+      w.push_back({oom->event_fd(), [&] { oom->on_event(); }});
+      if (oom->kmsg_fd() >= 0) w.push_back({oom->kmsg_fd(), [&] { oom->on_kmsg(); }});
+    }
+    return w;
+  };
+  supervision.timeout_ms = [&] { return oom ? oom->timeout_ms() : -1; };
+  supervision.on_timeout = [&] {
+    if (oom) oom->on_timeout();
+  };
   store::ExitRecord rec;
   int quick_reboots = 0;
   for (;;) {
-    int status =
-        monitor::supervise({child, master->get(), log.get(), tmpl.halt_signal, on_stop_request});
+    supervision.init = child;
+    int status = monitor::supervise(supervision);
     rec = monitor::classify(status);
     // init is gone, so the kernel has killed the rest of its pid namespace, and the mounts
     // vanished with it. A reboot asked for from inside starts the VE again, as on a real
@@ -418,7 +475,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   if (request.argv.empty()) return fail(ErrorKind::usage, "exec: no command given");
   auto init = proc::open_pidfd(state.init);
   if (!init) return fail(ErrorKind::state, "VE " + config.name + " is not running");
-  auto cg = ctx_.cgroups();
+  auto cg = ctx_.cgroups(state.cgroup_parent);
   if (!cg) return tl::unexpected(cg.error());
   auto procs = (*cg)->open_procs(config.name);
   if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
@@ -429,8 +486,8 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // namespace applies to our children; the cgroup namespace is joined by the child after it
   // has moved into the VE's cgroups, so that they are the root of its view.
   trace::point("exec: joining namespaces");
-  if (::setns(init->get(),
-              CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) != 0)
+  if (::setns(init->get(), CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID |
+                               CLONE_NEWTIME | CLONE_NEWNS) != 0)
     return errno_fail("joining the namespaces of VE " + config.name);
 
   UniqueFd master, slave;
@@ -559,12 +616,67 @@ Status ContainerDriver::cleanup(const store::VeConfig& config) {
   return result;
 }
 
-Result<std::size_t> ContainerDriver::process_count(const store::VeConfig& config) {
-  auto cg = ctx_.cgroups();
+Result<std::size_t> ContainerDriver::process_count(const store::VeConfig& config,
+                                                   const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
   if (!cg) return tl::unexpected(cg.error());
   auto pids = (*cg)->pids(config.name);
   if (!pids) return tl::unexpected(pids.error());
   return pids->size();
+}
+
+Status ContainerDriver::check_limits(const cgroup::Limits& limits) {
+  if (limits.empty()) return {};
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  return (*cg)->check(limits);
+}
+
+Status ContainerDriver::apply_limits(const store::VeConfig& config,
+                                     const store::RuntimeState& state,
+                                     const cgroup::Limits& change) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  KAPSEL_TRY((*cg)->check(change), "VE " + config.name);
+  return with_context((*cg)->apply(config.name, change), "VE " + config.name);
+}
+
+// The VE's interfaces are those of init's network namespace, which /proc/<pid>/net shows.
+static Status add_net_bytes(pid_t init, Usage& usage) {
+  auto text = fs::read_file("/proc/" + std::to_string(init) + "/net/dev");
+  if (!text) return tl::unexpected(text.error());
+  std::string_view rest = *text;
+  // Two header lines, then "  eth0: RX_BYTES RX_PACKETS ... (8 receive fields) TX_BYTES ...".
+  for (int line = 0; !rest.empty(); ++line) {
+    auto nl = rest.find('\n');
+    std::string row(rest.substr(0, nl));
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    auto colon = row.find(':');
+    if (line < 2 || colon == std::string::npos) continue;
+    std::string ifname = row.substr(0, colon);
+    ifname.erase(0, ifname.find_first_not_of(' '));
+    if (ifname == "lo") continue;
+    unsigned long long f[9] = {};
+    if (std::sscanf(row.c_str() + colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0],
+                    &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8]) == 9) {
+      usage.net_rx_bytes += f[0];
+      usage.net_tx_bytes += f[8];
+    }
+  }
+  return {};
+}
+
+Result<Usage> ContainerDriver::usage(const store::VeConfig& config,
+                                     const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  Usage u;
+  auto stats = (*cg)->stats(config.name);
+  if (!stats)
+    return tl::unexpected(stats.error().context("reading the cgroups of VE " + config.name));
+  u.cgroup = std::move(*stats);
+  if (state.init.alive()) (void)add_net_bytes(state.init.pid, u);
+  return u;
 }
 
 }  // namespace kapsel::driver::container

@@ -18,7 +18,13 @@ class ContainerDriver final : public Driver {
   [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
                                  const ExecRequest& request) override;
   [[nodiscard]] Status cleanup(const store::VeConfig& config) override;
-  [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config) override;
+  [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config,
+                                                  const store::RuntimeState& state) override;
+  [[nodiscard]] Status check_limits(const cgroup::Limits& limits) override;
+  [[nodiscard]] Status apply_limits(const store::VeConfig& config, const store::RuntimeState& state,
+                                    const cgroup::Limits& change) override;
+  [[nodiscard]] Result<Usage> usage(const store::VeConfig& config,
+                                    const store::RuntimeState& state) override;
 
  private:
   // Body of the forked monitor process; never returns. It holds `lock` (a duplicate of the
