@@ -133,8 +133,10 @@ int print_status(const ve::VeInfo& i, bool as_json) {
   if (i.processes) line("processes:", std::to_string(*i.processes));
   for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
   if (i.oom_kills || !i.oom_events.empty()) {
-    std::string oom = std::to_string(i.oom_kills.value_or(0)) + " in this run, " +
-                      std::to_string(i.oom_events.size()) + " since created";
+    std::string oom = i.oom_events.empty() && i.oom_kills.value_or(0) == 0
+                          ? std::string("0")
+                          : std::to_string(i.oom_kills.value_or(0)) + " in this run, " +
+                                std::to_string(i.oom_events.size()) + " since created";
     if (!i.oom_events.empty()) {
       const auto& e = i.oom_events.back();
       oom += "; last " + human_time(e.at) + ": killed " + e.comm + " (pid " +
