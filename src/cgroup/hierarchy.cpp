@@ -82,7 +82,7 @@ Result<std::vector<Hierarchy>> parse_mountinfo(std::string_view text, std::strin
     std::string_view device = fields[2];
     if (std::find(devices.begin(), devices.end(), device) != devices.end()) continue;
 
-    Hierarchy h{std::move(mount), fstype == "cgroup2", {}};
+    Hierarchy h{std::move(mount), fstype == "cgroup2", {}, unescape(fields[3])};
     if (!h.v2) {
       for (std::string_view opt : split(sep[3], ',')) {
         if (std::find(kV1Controllers.begin(), kV1Controllers.end(), opt) != kV1Controllers.end())

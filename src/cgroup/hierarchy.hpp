@@ -18,6 +18,12 @@ struct Hierarchy {
   // The v1 controllers bound to this hierarchy, e.g. {"cpu", "cpuacct"} for a co-mount.
   // Always empty for cgroup2, whose controllers are listed in its cgroup.controllers instead.
   std::vector<std::string> controllers;
+  // The cgroup mounted there, as a path within the hierarchy (mountinfo's root field): "/" when
+  // the whole hierarchy is mounted, which is the rule on a host. Inside a container without a
+  // cgroup namespace it is the container's own cgroup ("/lxc/c1"). Paths relative to the mount
+  // point become the kernel's names for cgroups (OOM reports, /proc/<pid>/cgroup) with it in
+  // front. Like all of mountinfo, it is relative to the cgroup namespace of the reader.
+  std::string root = "/";
 
   [[nodiscard]] bool has(std::string_view controller) const;
 };

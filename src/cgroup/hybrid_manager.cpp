@@ -62,4 +62,24 @@ std::vector<std::string> HybridManager::paths(const std::string& ve) const {
   return out;
 }
 
+Status HybridManager::check(const Limits& limits) const {
+  return v1_.check(limits);
+}
+
+Status HybridManager::apply(const std::string& ve, const Limits& limits) {
+  return v1_.apply(ve, limits);
+}
+
+Result<Stats> HybridManager::stats(const std::string& ve) const {
+  return v1_.stats(ve);
+}
+
+Result<UniqueFd> HybridManager::watch_oom(const std::string& ve) {
+  return v1_.watch_oom(ve);
+}
+
+std::string HybridManager::memory_cgroup_path(const std::string& ve) const {
+  return v1_.memory_cgroup_path(ve);
+}
+
 }  // namespace kapsel::cgroup

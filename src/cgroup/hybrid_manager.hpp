@@ -36,14 +36,14 @@ class HybridManager final : public Manager {
   [[nodiscard]] bool exists(const std::string& ve) const override;
   // The v2 directory first, then one per v1 hierarchy.
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;
-  // PLACEHOLDERS (being implemented).
-  [[nodiscard]] Status check(const Limits&) const override { return {}; }
-  [[nodiscard]] Status apply(const std::string&, const Limits&) override { return {}; }
-  [[nodiscard]] Result<Stats> stats(const std::string&) const override { return Stats{}; }
-  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string&) override {
-    return fail(ErrorKind::failure, "not implemented");
-  }
-  [[nodiscard]] std::string memory_cgroup_path(const std::string&) const override { return {}; }
+  // Limits, statistics and OOM watching are the v1 part's: the controllers are there, and the
+  // v2 tree holds none. The errors are the v1 part's as they are, naming the option.
+  [[nodiscard]] Status check(const Limits& limits) const override;
+  [[nodiscard]] Status apply(const std::string& ve, const Limits& limits) override;
+  [[nodiscard]] Result<Stats> stats(const std::string& ve) const override;
+  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // In the v1 memory hierarchy, where the kernel's OOM reports name it.
+  [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
 
   [[nodiscard]] const V1Manager& v1() const { return v1_; }
   [[nodiscard]] const V2Manager& v2() const { return v2_; }

@@ -51,8 +51,8 @@ Result<std::unique_ptr<Manager>> probe(const Options& options) {
   if (v1.empty()) {
     // Normally cgroup2 sits at the root itself; one mounted below it with no v1 controllers
     // beside it still holds every controller, so it is managed the same way.
-    manager =
-        std::make_unique<V2Manager>(v2->mount, options.parent, V2Manager::Controllers::enable);
+    manager = std::make_unique<V2Manager>(v2->mount, options.parent, V2Manager::Controllers::enable,
+                                          v2->root);
   } else if (!v2) {
     manager = std::make_unique<V1Manager>(std::move(v1), options.parent);
   } else {

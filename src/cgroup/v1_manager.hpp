@@ -4,9 +4,11 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cgroup/hierarchy.hpp"
+#include "cgroup/interface_files.hpp"
 #include "cgroup/manager.hpp"
 
 namespace kapsel::cgroup {
@@ -30,14 +32,28 @@ class V1Manager final : public Manager {
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;
-  // PLACEHOLDERS (being implemented).
-  [[nodiscard]] Status check(const Limits&) const override { return {}; }
-  [[nodiscard]] Status apply(const std::string&, const Limits&) override { return {}; }
-  [[nodiscard]] Result<Stats> stats(const std::string&) const override { return Stats{}; }
-  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string&) override {
-    return fail(ErrorKind::failure, "not implemented");
-  }
-  [[nodiscard]] std::string memory_cgroup_path(const std::string&) const override { return {}; }
+  // Limits, statistics and OOM watching (v1_limits.cpp). Each limit needs the hierarchy of its
+  // controller: memory (memory, memory_swap), cpu (cpus, cpu_shares, cpu_weight), cpuset,
+  // pids, blkio (blkio_weight, the throttles). check() looks at the VE's parent directory, or
+  // at the nearest ancestor that exists before the first VE is created.
+  [[nodiscard]] Status check(const Limits& limits) const override;
+  [[nodiscard]] Status apply(const std::string& ve, const Limits& limits) override;
+  // CPU time from cpuacct, throttling and the quota from cpu, memory and swap (memsw minus
+  // memory) from memory, tasks from pids, the effective cpuset, and I/O from blkio's throttle
+  // counters (the only ones kept whichever I/O scheduler runs).
+  [[nodiscard]] Result<Stats> stats(const std::string& ve) const override;
+  // An eventfd registered on memory.oom_control. The kernel also signals it once when the
+  // cgroup is removed, and drops the registration when the eventfd is closed.
+  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // "<root>/<parent>/<ve>" in the memory hierarchy ("/kapsel/web1"); "" without a memory
+  // hierarchy.
+  [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
+
+  // The writes apply() makes for `limits`, in order, after check(): exposed so that tests can
+  // see the order (memsw before or after memory) and a front end can show a dry run. Reads the
+  // VE's current memory limit to choose that order.
+  [[nodiscard]] Result<std::vector<FileWrite>> plan(const std::string& ve,
+                                                    const Limits& limits) const;
 
   // Removes the VE's cgroup directories, nested ones first, from every hierarchy, without
   // killing anything first: destroy() minus kill_all(). Tries every hierarchy and reports the
@@ -48,6 +64,14 @@ class V1Manager final : public Manager {
 
  private:
   [[nodiscard]] std::string dir(const Hierarchy& h, const std::string& ve) const;
+  // The hierarchy holding `controller`, or nullptr.
+  [[nodiscard]] const Hierarchy* find(std::string_view controller) const;
+  // The hierarchy holding `controller`, or an error naming `option` that the host lacks it.
+  [[nodiscard]] Result<const Hierarchy*> need(std::string_view option,
+                                              std::string_view controller) const;
+  // The VE's directory in the hierarchy of `controller`, which must exist.
+  [[nodiscard]] Result<std::string> ve_dir(const std::string& ve, std::string_view option,
+                                           std::string_view controller) const;
   // Every pid in the VE's cgroups of all hierarchies, sorted, each once.
   [[nodiscard]] Result<std::vector<pid_t>> all_pids(const std::string& ve) const;
 

@@ -36,8 +36,12 @@ Status enable_controllers(const std::string& parent) {
 
 }  // namespace
 
-V2Manager::V2Manager(std::string mount, std::string parent, Controllers controllers)
-    : mount_(std::move(mount)), parent_(std::move(parent)), controllers_(controllers) {}
+V2Manager::V2Manager(std::string mount, std::string parent, Controllers controllers,
+                     std::string mount_root)
+    : mount_(std::move(mount)),
+      parent_(std::move(parent)),
+      controllers_(controllers),
+      mount_root_(std::move(mount_root)) {}
 
 std::string V2Manager::dir(const std::string& ve) const {
   return mount_ + "/" + parent_ + "/" + ve;

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cgroup/interface_files.hpp"
 #include "cgroup/manager.hpp"
 
 namespace kapsel::cgroup {
@@ -22,8 +23,10 @@ class V2Manager final : public Manager {
   static constexpr std::array<std::string_view, 5> kEnabledControllers = {"cpu", "cpuset", "io",
                                                                           "memory", "pids"};
 
-  // `parent` has passed check_parent().
-  V2Manager(std::string mount, std::string parent, Controllers controllers);
+  // `parent` has passed check_parent(); `mount_root` is the hierarchy's mountinfo root field
+  // (Hierarchy::root).
+  V2Manager(std::string mount, std::string parent, Controllers controllers,
+            std::string mount_root = "/");
 
   [[nodiscard]] Layout layout() const override { return Layout::unified; }
   [[nodiscard]] Status create(const std::string& ve) override;
@@ -34,14 +37,27 @@ class V2Manager final : public Manager {
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;
-  // PLACEHOLDERS (being implemented).
-  [[nodiscard]] Status check(const Limits&) const override { return {}; }
-  [[nodiscard]] Status apply(const std::string&, const Limits&) override { return {}; }
-  [[nodiscard]] Result<Stats> stats(const std::string&) const override { return Stats{}; }
-  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string&) override {
-    return fail(ErrorKind::failure, "not implemented");
-  }
-  [[nodiscard]] std::string memory_cgroup_path(const std::string&) const override { return {}; }
+  // Limits, statistics and OOM watching (v2_limits.cpp). check() needs each limit's controller
+  // in the cgroup.controllers of the VE's parent (or of its nearest existing ancestor before
+  // the first VE has made it): memory, cpu, cpuset, pids, io.
+  [[nodiscard]] Status check(const Limits& limits) const override;
+  // memory_swap is Docker's memory plus swap, so memory.swap.max gets memory_swap minus memory.
+  // When only memory changes and both limits are finite, memory.swap.max is recomputed so that
+  // memory plus swap stays what it was, as v1's memsw does by itself.
+  [[nodiscard]] Status apply(const std::string& ve, const Limits& limits) override;
+  // cpu.stat, memory.*, pids.*, cpuset.cpus.effective and io.stat; cpu_per_cpu_ns stays empty
+  // (v2 has no per-CPU counter).
+  [[nodiscard]] Result<Stats> stats(const std::string& ve) const override;
+  // An inotify descriptor watching memory.events for IN_MODIFY. The kernel modifies that file on
+  // every memory event (low, high, max, oom, oom_kill), so a wake-up means "look at
+  // stats().oom_kills", not always a kill.
+  [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // "<mount root>/<parent>/<ve>" ("/kapsel/web1" on a host).
+  [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
+
+  // The writes apply() makes for `limits`, in order, after check() (see V1Manager::plan).
+  [[nodiscard]] Result<std::vector<FileWrite>> plan(const std::string& ve,
+                                                    const Limits& limits) const;
 
   // Removes the VE's cgroup directory, nested ones first, without killing anything first:
   // destroy() minus kill_all().
@@ -57,6 +73,7 @@ class V2Manager final : public Manager {
   std::string mount_;
   std::string parent_;
   Controllers controllers_;
+  std::string mount_root_;
 };
 
 }  // namespace kapsel::cgroup
