@@ -170,7 +170,7 @@ bool user_notification_supported() {
 
 Result<UniqueFd> install_listener() {
   if (!user_notification_supported())
-    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.5 or later)");
+    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.0 or later)");
   std::unique_ptr<void, FilterRelease> ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) return fail(ErrorKind::failure, "creating a seccomp filter: libseccomp failed");
   // libseccomp would set no_new_privs on load by default; that is for the security policy to
@@ -439,11 +439,16 @@ Status SyscallVirtualizer::answer_one(int fd) {
   } else {
     status = answer_sched_getaffinity(fd, req, call->abi, resp);
   }
-  if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0 && errno != ENOENT) {
-    auto sent = errno_fail("answering a seccomp notification");
-    if (status) return sent;
+  if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0 || errno == ENOENT) return status;
+  // Before Linux 5.5 the kernel refuses CONTINUE (EINVAL). The caller must still get an answer,
+  // so it gets the one it would get with no monitor at all.
+  if (errno == EINVAL && (resp.flags & SECCOMP_USER_NOTIF_FLAG_CONTINUE)) {
+    resp.flags = 0;
+    resp.error = -ENOSYS;
+    if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0 || errno == ENOENT) return status;
   }
-  return status;
+  auto sent = errno_fail("answering a seccomp notification");
+  return status ? sent : status;
 }
 
 Status SyscallVirtualizer::answer_sysinfo(int fd, const seccomp_notif& req, SyscallAbi abi,

@@ -32,8 +32,8 @@ struct seccomp_notif_resp;
 
 namespace kapsel::procfs {
 
-// Whether the kernel can notify user space of system calls (Linux 5.0; answering with "let the
-// kernel do it", which this file relies on, came in 5.5).
+// Whether the kernel can notify user space of system calls (Linux 5.0). Answering "let the
+// kernel do it" came in 5.5; before that such calls fail with ENOSYS instead.
 [[nodiscard]] bool user_notification_supported();
 
 // Loads the filter into the calling process and returns its listener, for the monitor.
@@ -102,12 +102,17 @@ class SyscallVirtualizer {
   // `view` computes the VE's current view. It is called at most once per notification, and a
   // view is reused for kViewMaxAge (the figures of `free` need not be fresher than that).
   explicit SyscallVirtualizer(std::function<Result<VeView>()> view);
+  SyscallVirtualizer(const SyscallVirtualizer&) = delete;
+  SyscallVirtualizer& operator=(const SyscallVirtualizer&) = delete;
+  SyscallVirtualizer(SyscallVirtualizer&&) = default;
+  SyscallVirtualizer& operator=(SyscallVirtualizer&&) = default;
 
   static constexpr std::chrono::milliseconds kViewMaxAge{100};
 
   void add(UniqueFd listener);
 
-  // The listeners, to poll for POLLIN. A listener reports POLLHUP once no process uses its
+  // The listeners, to poll for POLLIN. add() and handle() change the set, so rebuild the poll
+  // set from here each round. A listener reports POLLHUP once no process uses its
   // filter any more (on Linux 6.18 as soon as the last one has exited, before it is reaped);
   // handle() then drops it.
   [[nodiscard]] std::vector<int> fds() const;
