@@ -1,9 +1,11 @@
 #include "procfs/syscall_virtualizer.hpp"
 
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -168,18 +170,9 @@ bool user_notification_supported() {
   return ::syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0;
 }
 
-Result<UniqueFd> install_listener() {
-  if (!user_notification_supported())
-    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.0 or later)");
+Result<std::vector<sock_filter>> filter_program() {
   std::unique_ptr<void, FilterRelease> ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) return fail(ErrorKind::failure, "creating a seccomp filter: libseccomp failed");
-  // libseccomp would set no_new_privs on load by default; that is for the security policy to
-  // decide, so it is off here and the kernel wants CAP_SYS_ADMIN instead.
-  KAPSEL_TRY(set_attr(ctx.get(), SCMP_FLTATR_CTL_NNP, 0, "turning off no_new_privs"),
-             "creating a seccomp filter");
-  // Real errnos from seccomp_load instead of libseccomp's catch-all ECANCELED.
-  KAPSEL_TRY(set_attr(ctx.get(), SCMP_FLTATR_API_SYSRAWRC, 1, "asking for raw return codes"),
-             "creating a seccomp filter");
   // A call from an ABI the filter does not know is let through, not killed (libseccomp's
   // default): this filter only virtualises, and must never be why a process dies.
   KAPSEL_TRY(
@@ -197,20 +190,48 @@ Result<UniqueFd> install_listener() {
     int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_NOTIFY, seccomp_syscall_resolve_name(name), 0);
     if (rc < 0) return sys_fail(-rc, std::string("adding ") + name + " to the seccomp filter");
   }
-  if (int rc = seccomp_load(ctx.get()); rc < 0) {
-    if (rc == -EACCES)
+
+  // libseccomp builds the program; install_listener() loads it. seccomp_load() in 2.5 keeps the
+  // listener in process-wide state, asks for none if it holds one already and then hands out
+  // that old fd number again (a double owner, or a stale number once it was closed), and by
+  // default sets no_new_privs, which is for the security policy to decide. So the program is
+  // exported (through a memfd: no pipe capacity to block on) and loaded here.
+  UniqueFd program_fd(::memfd_create("kapsel-seccomp", MFD_CLOEXEC));
+  if (!program_fd) return errno_fail("exporting the seccomp filter: memfd_create");
+  if (int rc = seccomp_export_bpf(ctx.get(), program_fd.get()); rc < 0)
+    return sys_fail(-rc, "exporting the seccomp filter");
+  off_t size = ::lseek(program_fd.get(), 0, SEEK_END);
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0 ||
+      size / static_cast<off_t>(sizeof(sock_filter)) > BPF_MAXINSNS)
+    return fail(ErrorKind::failure, "exporting the seccomp filter: not a BPF program");
+  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
+  if (::pread(program_fd.get(), program.data(), static_cast<std::size_t>(size), 0) != size)
+    return errno_fail("exporting the seccomp filter: reading it back");
+  return program;
+}
+
+Result<UniqueFd> install_listener() {
+  if (!user_notification_supported())
+    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.0 or later)");
+  auto program = filter_program();
+  if (!program) return tl::unexpected(program.error());
+  struct sock_fprog fprog = {static_cast<unsigned short>(program->size()), program->data()};
+
+  // The kernel takes it from a process with no_new_privs or CAP_SYS_ADMIN in its user
+  // namespace, and gives one listener per process (EBUSY if a filter of this process has one).
+  long fd =
+      ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+  if (fd < 0) {
+    if (errno == EACCES)
       return tl::unexpected(Error{ErrorKind::permission, EACCES,
                                   "loading the seccomp filter: the kernel wants CAP_SYS_ADMIN or "
                                   "no_new_privs (install the listener before dropping "
                                   "capabilities)"});
-    if (rc == -EBUSY)
+    if (errno == EBUSY)
       return sys_fail(EBUSY, "loading the seccomp filter: the process already has a listener");
-    return sys_fail(-rc, "loading the seccomp filter");
+    return errno_fail("loading the seccomp filter");
   }
-  // libseccomp hands the listener over and does not close it on release.
-  int fd = seccomp_notify_fd(ctx.get());
-  if (fd < 0) return fail(ErrorKind::failure, "loading the seccomp filter: no listener returned");
-  return UniqueFd(fd);
+  return UniqueFd(static_cast<int>(fd));  // O_CLOEXEC, as the kernel makes every listener
 }
 
 Status send_listener_fd(int sock, int fd) {

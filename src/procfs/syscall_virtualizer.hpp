@@ -11,6 +11,7 @@
 // the filter cannot serve is let through to the kernel rather than failed.
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/types.h>
 
 #include <array>
@@ -47,9 +48,10 @@ namespace kapsel::procfs {
 //
 // The kernel takes a filter only from a process that has no_new_privs set or CAP_SYS_ADMIN in
 // its user namespace. This function sets neither (no_new_privs is the security policy's
-// decision, and libseccomp's default of setting it is turned off), so call it before
-// capabilities are dropped; without either it fails with ErrorKind::permission and says so,
-// rather than raising a capability behind the caller's back.
+// decision; libseccomp only builds the program here, it does not load it with its default of
+// setting no_new_privs), so call it before capabilities are dropped; without either it fails
+// with ErrorKind::permission and says so, rather than raising a capability behind the caller's
+// back.
 //
 // Fails with EBUSY if the process already has a filter with a listener (the kernel allows one
 // per process: a VE cannot run a nested runtime that uses user notification itself).
@@ -88,6 +90,11 @@ struct KernelCpumask {
 // kernel's checks, in its order, for each ABI (kernel/sched/syscalls.c, kernel/compat.c).
 [[nodiscard]] int sched_getaffinity_len_errno(SyscallAbi abi, const KernelCpumask& kernel,
                                               std::uint32_t len);
+
+// The filter install_listener() loads, as classic BPF: SECCOMP_RET_USER_NOTIF for sysinfo and
+// sched_getaffinity on x86-64, i386 and x32 (natively elsewhere), SECCOMP_RET_ALLOW for the
+// rest, other ABIs included.
+[[nodiscard]] Result<std::vector<sock_filter>> filter_program();
 
 // Clears every set bit of `mask` (a CPU bitmap, bit i of byte i/8 is CPU i) after its first
 // `keep` set bits.
