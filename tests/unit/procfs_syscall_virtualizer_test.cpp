@@ -8,6 +8,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <type_traits>
 
 namespace kapsel::procfs {
@@ -390,6 +393,143 @@ TEST(SyscallVirtualizer, KernelAnswersWhenTheViewCannotBeComputed) {
   EXPECT_NE(errors[0].message.find("cgroup gone"), std::string::npos) << errors[0].message;
 }
 
+// The calling thread's own mask is the one cut down: a thread pinned to another CPU than its
+// process sees that CPU, so handing the mask back to sched_setaffinity(2) keeps it valid.
+struct ThreadReport {
+  int main_first, main_count, thread_first, thread_count;
+};
+
+TEST(SyscallVirtualizer, AffinityIsCutFromTheCallingThreadsMask) {
+  SKIP_WITHOUT_USER_NOTIFICATION();
+  cpu_set_t own;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof own, &own), 0);
+  if (CPU_COUNT(&own) < 2) GTEST_SKIP() << "needs two CPUs to pin a thread apart";
+  int last = CPU_SETSIZE - 1;
+  while (!CPU_ISSET(last, &own)) --last;
+  SyscallVirtualizer v([]() -> Result<VeView> { return small_ve(); });
+  Supervised s;
+  start_child<ThreadReport>(s, [last] {
+    ThreadReport r{};
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ::sched_getaffinity(0, sizeof set, &set);
+    r.main_count = CPU_COUNT(&set);
+    r.main_first = -1;
+    for (int i = 0; i < CPU_SETSIZE && r.main_first < 0; ++i)
+      if (CPU_ISSET(i, &set)) r.main_first = i;
+    std::thread t([&r, last] {
+      cpu_set_t pin;
+      CPU_ZERO(&pin);
+      CPU_SET(last, &pin);
+      ::sched_setaffinity(0, sizeof pin, &pin);
+      cpu_set_t got;
+      CPU_ZERO(&got);
+      ::sched_getaffinity(0, sizeof got, &got);
+      r.thread_count = CPU_COUNT(&got);
+      r.thread_first = -1;
+      for (int i = 0; i < CPU_SETSIZE && r.thread_first < 0; ++i)
+        if (CPU_ISSET(i, &got)) r.thread_first = i;
+    });
+    t.join();
+    return r;
+  });
+  if (HasFatalFailure()) return;
+  v.add(std::move(s.listener));
+  s.start();
+  std::vector<Error> errors;
+  serve_until_exit(v, s, errors);
+  auto r = finish<ThreadReport>(s);
+  EXPECT_TRUE(errors.empty());
+  int first = 0;
+  while (!CPU_ISSET(first, &own)) ++first;
+  EXPECT_EQ(r.main_count, 1);
+  EXPECT_EQ(r.main_first, first);
+  EXPECT_EQ(r.thread_count, 1);
+  EXPECT_EQ(r.thread_first, last);
+}
+
+// A signal while the call waits makes the kernel drop the notification and restart the call
+// (SA_RESTART); the answer to the dropped one is no error, and the restarted call is answered.
+struct SignalReport {
+  Call sysinfo;
+  std::uint64_t totalram;
+  int signals;
+};
+
+volatile sig_atomic_t g_signals = 0;
+
+TEST(SyscallVirtualizer, CallerInterruptedBySignalIsNoError) {
+  SKIP_WITHOUT_USER_NOTIFICATION();
+  SyscallVirtualizer v([]() -> Result<VeView> { return small_ve(); });
+  Supervised s;
+  start_child<SignalReport>(s, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_signals = g_signals + 1; };
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGUSR1, &sa, nullptr);
+    SignalReport r{};
+    struct sysinfo si {};
+    r.sysinfo = raw(SYS_sysinfo, &si);
+    r.totalram = si.totalram * si.mem_unit;
+    r.signals = g_signals;
+    return r;
+  });
+  if (HasFatalFailure()) return;
+  int fd = s.listener.get();
+  v.add(std::move(s.listener));
+  s.start();
+  // The child's call is pending; interrupt it before it is answered.
+  pollfd p = {fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  ASSERT_EQ(::kill(s.pid, SIGUSR1), 0);
+  std::vector<Error> errors;
+  serve_until_exit(v, s, errors);
+  auto r = finish<SignalReport>(s);
+  EXPECT_TRUE(errors.empty()) << errors[0].message;
+  EXPECT_EQ(r.signals, 1);
+  EXPECT_EQ(r.sysinfo.ret, 0);
+  EXPECT_EQ(r.totalram, 256 * kMiB);
+}
+
+// Runs `f` in a forked child and returns its exit status (or -1 if it did not exit).
+int exit_code_in_child(const std::function<int()>& f) {
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(f());
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(SyscallVirtualizer, InstallingWithoutCapSysAdminOrNoNewPrivsIsAPermissionError) {
+  SKIP_WITHOUT_USER_NOTIFICATION();
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
+  int code = exit_code_in_child([] {
+    // Leaving root for an unprivileged user clears every capability (no SECBIT_KEEP_CAPS).
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) return 10;
+    auto l = install_listener();
+    if (l) return 11;
+    if (l.error().kind != ErrorKind::permission || l.error().code != EACCES) return 12;
+    if (l.error().message.find("CAP_SYS_ADMIN") == std::string::npos) return 13;
+    // With no_new_privs (the security policy's choice, not install_listener's) it loads.
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    return install_listener() ? 0 : 14;
+  });
+  EXPECT_EQ(code, 0);
+}
+
+TEST(SyscallVirtualizer, ASecondListenerInOneProcessIsRefused) {
+  SKIP_WITHOUT_USER_NOTIFICATION();
+  if (::geteuid() != 0) GTEST_SKIP() << "needs CAP_SYS_ADMIN";
+  int code = exit_code_in_child([] {
+    auto first = install_listener();
+    if (!first) return 10;
+    auto second = install_listener();
+    if (second) return 11;
+    return second.error().code == EBUSY ? 0 : 12;
+  });
+  EXPECT_EQ(code, 0);
+}
+
 #if defined(__x86_64__)
 // A 64-bit process can make 32-bit x86 system calls with int $0x80; seccomp then sees
 // AUDIT_ARCH_I386, as for a 32-bit binary.
@@ -570,6 +710,74 @@ TEST(SyscallVirtualizerAbi, AffinityLengthChecksFollowTheKernel) {
   KernelCpumask two{2, 32};
   EXPECT_EQ(sched_getaffinity_len_errno(SyscallAbi::ia32, two, 4), 0);
 }
+
+#if defined(__x86_64__)
+// Runs a classic BPF seccomp program over `data`, as the kernel would; knows the instructions
+// libseccomp emits for a filter without argument checks.
+std::uint32_t run_filter(const std::vector<sock_filter>& program, const seccomp_data& data) {
+  std::uint32_t a = 0;
+  for (std::size_t pc = 0; pc < program.size(); ++pc) {
+    const sock_filter& insn = program[pc];
+    switch (insn.code) {
+      case BPF_LD | BPF_W | BPF_ABS:
+        if (insn.k + 4 > sizeof data) return 0;
+        std::memcpy(&a, reinterpret_cast<const char*>(&data) + insn.k, 4);
+        break;
+      case BPF_JMP | BPF_JA:
+        pc += insn.k;
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        pc += a == insn.k ? insn.jt : insn.jf;
+        break;
+      case BPF_JMP | BPF_JGT | BPF_K:
+        pc += a > insn.k ? insn.jt : insn.jf;
+        break;
+      case BPF_JMP | BPF_JGE | BPF_K:
+        pc += a >= insn.k ? insn.jt : insn.jf;
+        break;
+      case BPF_JMP | BPF_JSET | BPF_K:
+        pc += (a & insn.k) ? insn.jt : insn.jf;
+        break;
+      case BPF_RET | BPF_K:
+        return insn.k;
+      default:
+        ADD_FAILURE() << "instruction " << insn.code << " not known to this interpreter";
+        return 0;
+    }
+  }
+  ADD_FAILURE() << "the program ran off its end";
+  return 0;
+}
+
+std::uint32_t action_for(const std::vector<sock_filter>& program, std::uint32_t arch, int nr) {
+  seccomp_data data{};
+  data.arch = arch;
+  data.nr = nr;
+  return run_filter(program, data) & SECCOMP_RET_ACTION_FULL;
+}
+
+// The i386 and x32 paths cannot run here (no int $0x80 under PVM, no x32 in this kernel), so
+// the filter's treatment of them is checked on the program itself.
+TEST(SyscallVirtualizerAbi, FilterNotifiesTheTwoCallsOnEachX86AbiAndAllowsTheRest) {
+  auto program = filter_program();
+  ASSERT_TRUE(program) << program.error().message;
+  constexpr std::uint32_t kX32 = 0x40000000;  // __X32_SYSCALL_BIT
+  // x86-64: sysinfo 99, sched_getaffinity 204, getpid 39 (syscall_64.tbl).
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, 99), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, 204), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, 39), SECCOMP_RET_ALLOW);
+  // i386: sysinfo 116, sched_getaffinity 242; 99 is statfs there (syscall_32.tbl).
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_I386, 116), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_I386, 242), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_I386, 99), SECCOMP_RET_ALLOW);
+  // x32: the x86-64 numbers with the x32 bit.
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, kX32 | 99), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, kX32 | 204), SECCOMP_RET_USER_NOTIF);
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_X86_64, kX32 | 39), SECCOMP_RET_ALLOW);
+  // Any other ABI is let through, never killed (sysinfo is 179 on arm64).
+  EXPECT_EQ(action_for(*program, AUDIT_ARCH_AARCH64, 179), SECCOMP_RET_ALLOW);
+}
+#endif
 
 TEST(SyscallVirtualizerAbi, KeepsTheFirstCpusOfTheMask) {
   unsigned char mask[4] = {0b10101100, 0b00000001, 0, 0b10000000};
