@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -124,21 +125,22 @@ T saturate(std::uint64_t v) {
   return static_cast<T>(std::min<std::uint64_t>(v, std::numeric_limits<T>::max()));
 }
 
-// Makes the caller's pending system call return what `resp` says, once the answer is in its
-// memory: checks that the notification is still pending (the caller has neither died nor been
-// interrupted), then writes `size` bytes at `address` in the caller and sets `resp` to return
-// `value`, or -EFAULT where the kernel's copy_to_user would have failed.
+// Puts an answer into the caller's memory: checks that its notification is still pending (the
+// caller has neither died nor been interrupted), writes `size` bytes at `address` in it, and
+// sets `resp` to return `value`, or -EFAULT where the kernel's copy_to_user would have failed.
 //
 // Why process_vm_writev and not /proc/<pid>/mem: process_vm_writev honours the caller's page
 // protections as copy_to_user does, so a pointer into read-only memory gets EFAULT as from the
 // kernel, while a write through /proc/<pid>/mem is a forced (ptrace-style) access that would
-// succeed there. Why the pid is safe to use: the caller cannot run while its notification is
-// pending, so after NOTIF_ID_VALID it can only go by a fatal signal, and its pid is not handed
-// out again until its parent has reaped it and the pid allocator has gone all the way round;
-// that cannot happen in the microsecond between the check and the write. (seccomp_unotify(2)
-// describes the /proc/<pid>/mem variant, which closes even that window at the cost of the
-// protection check.) The address is the caller's and is never dereferenced here: the kernel
-// resolves it against the caller's mappings.
+// succeed there. Why the pid is safe to use: a caller cannot run while its notification is
+// pending, so after NOTIF_ID_VALID it can only go by a fatal signal; its pid is then free only
+// once its parent has reaped it, and is handed out again only after the allocator has gone
+// round all other free pids. All that between the check and the next system call here would
+// take the monitor being descheduled for that long while the host forks tens of thousands of
+// times; the risk is accepted for exact EFAULT semantics. (seccomp_unotify(2) describes the
+// /proc/<pid>/mem variant, whose fd pins the caller's memory and closes even that window.)
+// The address is the caller's and is never dereferenced here: the kernel resolves it against
+// the caller's mappings.
 Status write_and_answer(int fd, const seccomp_notif& req, std::uint64_t address, const void* data,
                         std::size_t size, std::int64_t value, seccomp_notif_resp& resp) {
   std::uint64_t id = req.id;
@@ -413,7 +415,12 @@ Status SyscallVirtualizer::handle(int fd) {
   if (::poll(&p, 1, 0) < 0) return errno == EINTR ? Status{} : errno_fail("polling a listener");
   if (p.revents & POLLIN) return answer_one(fd);
   // No process uses the filter any more: nothing can ever arrive on it.
-  if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) listeners_.erase(it);
+  if (p.revents & (POLLHUP | POLLERR)) listeners_.erase(it);
+  // Someone closed our fd: forget it without closing the number again.
+  if (p.revents & POLLNVAL) {
+    (void)it->release();
+    listeners_.erase(it);
+  }
   return {};
 }
 
@@ -469,7 +476,8 @@ Status SyscallVirtualizer::answer_one(int fd) {
     if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0 || errno == ENOENT) return status;
   }
   auto sent = errno_fail("answering a seccomp notification");
-  return status ? sent : status;
+  if (status) return sent;
+  return status;  // the first error is the one worth reporting
 }
 
 Status SyscallVirtualizer::answer_sysinfo(int fd, const seccomp_notif& req, SyscallAbi abi,
@@ -501,7 +509,7 @@ Status SyscallVirtualizer::answer_sched_getaffinity(int fd, const seccomp_notif&
   if (!view) return tl::unexpected(view.error().context("answering sched_getaffinity"));
   std::size_t cpus = (*view)->view.cpus.size();
   if (cpus == 0) return {};  // never, by VeView's contract; an empty mask would break callers
-  // req.pid is the calling thread's id in this pid namespace; pid 0 means that thread.
+  // The caller's pid 0 means its calling thread, which req.pid names in this pid namespace.
   long n = ::syscall(SYS_sched_getaffinity, static_cast<pid_t>(req.pid), mask_buffer_.size(),
                      mask_buffer_.data());
   if (n < 0) {
