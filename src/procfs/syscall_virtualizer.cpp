@@ -146,6 +146,7 @@ Status write_and_answer(int fd, const seccomp_notif& req, std::uint64_t address,
   std::uint64_t id = req.id;
   if (::ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0) return {};  // the caller is gone
   struct iovec local = {const_cast<void*>(data), size};  // process_vm_writev only reads it
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in the caller, never dereferenced here
   struct iovec remote = {reinterpret_cast<void*>(static_cast<std::uintptr_t>(address)), size};
   ssize_t n = ::process_vm_writev(static_cast<pid_t>(req.pid), &local, 1, &remote, 1, 0);
   if (n >= 0 && static_cast<std::size_t>(n) == size) {
@@ -224,11 +225,12 @@ Result<UniqueFd> install_listener() {
   long fd =
       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
   if (fd < 0) {
-    if (errno == EACCES)
+    if (errno == EACCES) {
       return tl::unexpected(Error{ErrorKind::permission, EACCES,
                                   "loading the seccomp filter: the kernel wants CAP_SYS_ADMIN or "
                                   "no_new_privs (install the listener before dropping "
                                   "capabilities)"});
+    }
     if (errno == EBUSY)
       return sys_fail(EBUSY, "loading the seccomp filter: the process already has a listener");
     return errno_fail("loading the seccomp filter");
@@ -347,7 +349,7 @@ Result<KernelCpumask> probe_kernel_cpumask() {
 
   // cpumask_size() is what sched_getaffinity(2) returns for a buffer at least that large; it
   // is at most NR_CPUS / 8 (8192 CPUs: 1 KiB), so a buffer that comes back part-filled is it.
-  std::size_t len = std::max<std::size_t>(128, (mask.nr_cpu_ids + 63) / 64 * 8);
+  std::size_t len = std::max<std::size_t>(128, (std::size_t{mask.nr_cpu_ids} + 63) / 64 * 8);
   for (; len <= (1u << 20); len *= 2) {
     std::vector<unsigned char> buffer(len);
     long n = ::syscall(SYS_sched_getaffinity, 0, len, buffer.data());
@@ -375,10 +377,11 @@ void keep_first_cpus(std::span<unsigned char> mask, std::size_t keep) {
     for (unsigned bit = 0; bit < 8; ++bit) {
       auto m = static_cast<unsigned char>(1u << bit);
       if (!(byte & m)) continue;
-      if (seen < keep)
+      if (seen < keep) {
         ++seen;
-      else
+      } else {
         byte = static_cast<unsigned char>(byte & ~m);
+      }
     }
   }
 }

@@ -31,7 +31,8 @@
 namespace kapsel::procfs {
 namespace {
 
-constexpr std::uint64_t kMiB = 1024 * 1024;
+constexpr std::uint64_t kMiB = std::uint64_t{1024} * 1024;
+constexpr std::uint64_t kGiB = 1024 * kMiB;
 
 VeView small_ve() {
   VeView v;
@@ -547,7 +548,7 @@ constexpr long kI386Sysinfo = 116;  // arch/x86/entry/syscalls/syscall_32.tbl
 bool ia32_calls_work() {
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::signal(SIGSEGV, SIG_DFL);  // die quietly, not through a sanitizer's report
+    (void)::signal(SIGSEGV, SIG_DFL);  // die quietly, not through a sanitizer's report
     ::_exit(int80(20 /* getpid */, 0) > 0 ? 0 : 1);
   }
   int status = 0;
@@ -688,13 +689,13 @@ TEST(SyscallVirtualizerAbi, Ia32SysinfoCountsBytesWhileTheyFit) {
 
 TEST(SyscallVirtualizerAbi, Ia32SysinfoCountsPagesWhenBytesDoNotFit) {
   VeView v = small_ve();
-  v.mem_total = 24 * 1024 * kMiB;
-  v.mem_free = 10 * 1024 * kMiB;
+  v.mem_total = 24 * kGiB;
+  v.mem_free = 10 * kGiB;
   Compat c;
   std::memcpy(&c, make_sysinfo_reply(SyscallAbi::ia32, v, 5, {}).bytes.data(), sizeof c);
   EXPECT_EQ(c.mem_unit, 4096u);
-  EXPECT_EQ(std::uint64_t{c.totalram} * c.mem_unit, 24 * 1024 * kMiB);
-  EXPECT_EQ(std::uint64_t{c.freeram} * c.mem_unit, 10 * 1024 * kMiB);
+  EXPECT_EQ(std::uint64_t{c.totalram} * c.mem_unit, 24 * kGiB);
+  EXPECT_EQ(std::uint64_t{c.freeram} * c.mem_unit, 10 * kGiB);
   EXPECT_EQ(std::uint64_t{c.totalswap} * c.mem_unit, 64 * kMiB);
 }
 
