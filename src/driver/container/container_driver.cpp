@@ -2,19 +2,25 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -27,6 +33,8 @@
 #include "monitor/monitor.hpp"
 #include "monitor/oom_watch.hpp"
 #include "net/loopback.hpp"
+#include "procfs/syscall_virtualizer.hpp"
+#include "procfs/ve_view.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -42,6 +50,7 @@ struct InitArgs {
   int sync_fd;        // read end: the monitor writes one byte once the child is in its cgroups
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
+  int notify_sock;    // where init sends the listener of its syscall filter to the monitor
 };
 
 [[noreturn]] void init_fail(int error_fd, const Error& e) {
@@ -63,6 +72,14 @@ struct InitArgs {
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
+  // Last of the set-up: from here on sysinfo(2) and sched_getaffinity(2) are answered by the
+  // monitor with the VE's own figures, for init and everything it starts.
+  auto listener = procfs::install_listener();
+  if (!listener) init_fail(a.error_fd, listener.error().context("virtualising sysinfo"));
+  if (auto st = procfs::send_listener_fd(a.notify_sock, listener->get()); !st)
+    init_fail(a.error_fd, st.error());
+  listener->reset();
+  ::close(a.notify_sock);
   char go = 0;
   // EOF here means the monitor died before the VE was in its cgroups.
   if (::read(a.sync_fd, &go, 1) != 1) ::_exit(1);
@@ -175,6 +192,29 @@ Status new_time_namespace() {
   return {};
 }
 
+// Where a VE's monitor takes the syscall listeners of the processes `kapsel exec` starts in the
+// VE: an abstract Unix socket (no path to outgrow sun_path, gone with the monitor) named after
+// the monitor, so a new monitor with a recycled pid has another name.
+sockaddr_un notify_address(const proc::ProcessRef& monitor, socklen_t& len) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string name =
+      "kapsel-notify-" + std::to_string(monitor.pid) + "-" + std::to_string(monitor.start_time);
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
+  len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  return addr;
+}
+
+Result<UniqueFd> listen_for_listeners(const proc::ProcessRef& monitor) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return errno_fail("creating the monitor's socket");
+  socklen_t len = 0;
+  auto addr = notify_address(monitor, len);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd.get(), 64) != 0)
+    return errno_fail("binding the monitor's socket");
+  return fd;
+}
+
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -280,6 +320,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   };
 
   if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  auto notify_listen = listen_for_listeners(state.monitor);
+  if (!notify_listen) fail_start(notify_listen.error());
+  // Connections from `kapsel exec` that have yet to send their listener: polled, never waited
+  // for, so a stuck or killed exec cannot stall the monitor.
+  std::vector<UniqueFd> notify_pending;
   auto cgr = ctx_.cgroups();
   if (!cgr) fail_start(cgr.error());
   cg = *cgr;
@@ -308,6 +353,16 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
   // boot and again when init asks for a reboot.
   bool cgroups_ready = false;
+  // Answers sysinfo(2) and sched_getaffinity(2) for the VE from its cgroups (see
+  // procfs/syscall_virtualizer.hpp).
+  procfs::SyscallVirtualizer syscalls([&]() -> Result<procfs::VeView> {
+    auto stats = cg->stats(name);
+    if (!stats) return tl::unexpected(stats.error());
+    auto host = procfs::read_host_facts();
+    if (!host) return tl::unexpected(host.error());
+    auto age = procfs::init_age_seconds(child, host->uptime_s);
+    return procfs::make_view(*stats, *host, age.value_or(0));
+  });
   auto launch = [&]() {
     if (!slave) slave.reset(::open(slave_path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
     int sync_pipe[2], error_pipe[2];
@@ -315,9 +370,14 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(errno_fail("preparing init").value());
     UniqueFd sync_read(sync_pipe[0]), sync_write(sync_pipe[1]);
     UniqueFd error_read(error_pipe[0]), error_write(error_pipe[1]);
+    int notify_pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, notify_pair) != 0)
+      fail_start(errno_fail("preparing init").value());
+    UniqueFd notify_monitor(notify_pair[0]), notify_init(notify_pair[1]);
     args.sync_fd = sync_read.get();
     args.error_fd = error_write.get();
     args.console_slave = slave.get();
+    args.notify_sock = notify_init.get();
 
     trace::point("monitor: cloning init");
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again.
@@ -327,11 +387,13 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
+      notify_monitor.reset();
       container_init(args);
     }
     if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
     sync_read.reset();
     error_write.reset();
+    notify_init.reset();
     // Only init holds the console now, so the master sees a hangup when init's side closes.
     slave.reset();
 
@@ -353,6 +415,15 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
     }
     trace::point("monitor: init attached to cgroups");
+    // Init sends its syscall listener once its root file system is ready; EOF means it failed,
+    // and its error pipe says why.
+    auto listener = procfs::receive_listener_fd(notify_monitor.get());
+    if (!listener) {
+      ::kill(child, SIGKILL);
+      auto why = proc::read_to_eof(error_read.get());
+      fail_start(why.empty() ? listener.error().context("starting init") : init_error_of(why));
+    }
+    syscalls.add(std::move(*listener));
     // A child that has already failed cannot read this (EPIPE); its error pipe says why.
     bool released = ::write(sync_write.get(), "g", 1) == 1;
     sync_write.reset();
@@ -396,6 +467,28 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   supervision.on_stop_request = on_stop_request;
   supervision.watches = [&] {
     std::vector<monitor::Watch> w;
+    for (int fd : syscalls.fds()) w.push_back({fd, [&syscalls, fd] { (void)syscalls.handle(fd); }});
+    w.push_back({notify_listen->get(), [&] {
+                   UniqueFd conn(::accept4(notify_listen->get(), nullptr, nullptr,
+                                           SOCK_CLOEXEC | SOCK_NONBLOCK));
+                   struct ucred peer {};
+                   socklen_t len = sizeof peer;
+                   // Only root's kapsel may hand the monitor a listener: the abstract socket is
+                   // reachable by anyone in the host's network namespace.
+                   if (conn &&
+                       ::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 &&
+                       peer.uid == 0)
+                     notify_pending.push_back(std::move(conn));
+                 }});
+    for (auto& conn : notify_pending) {
+      int fd = conn.get();
+      w.push_back({fd, [&notify_pending, &syscalls, fd] {
+                     if (auto listener = procfs::receive_listener_fd(fd))
+                       syscalls.add(std::move(*listener));
+                     std::erase_if(notify_pending,
+                                   [fd](const UniqueFd& c) { return c.get() == fd; });
+                   }});
+    }
     if (oom) {
       w.push_back({oom->event_fd(), [&] { oom->on_event(); }});
       if (oom->kmsg_fd() >= 0) w.push_back({oom->kmsg_fd(), [&] { oom->on_kmsg(); }});
@@ -479,6 +572,24 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   if (!cg) return tl::unexpected(cg.error());
   auto procs = (*cg)->open_procs(config.name);
   if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
+
+  // The command's sysinfo(2) and sched_getaffinity(2) are answered by the VE's monitor, as
+  // they are for everything its init starts: the child loads the filter and sends the monitor
+  // its listener over this connection (made now, from the host's network namespace). Without a
+  // monitor to answer, the command sees the host's figures.
+  UniqueFd notify(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  std::vector<sock_filter> filter;
+  if (notify) {
+    socklen_t len = 0;
+    auto addr = notify_address(state.monitor, len);
+    auto program = procfs::filter_program();
+    if (program && ::connect(notify.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) {
+      filter = std::move(*program);
+    } else {
+      notify.reset();
+    }
+  }
+  struct sock_fprog fprog = {static_cast<unsigned short>(filter.size()), filter.data()};
 
   NamespaceSnapshot host;
   KAPSEL_TRY(host.save(), "exec");
@@ -565,6 +676,15 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
       for (int fd = 0; fd <= 2; ++fd) ::dup2(slave.get(), fd);
     }
     if (::chdir(request.cwd.c_str()) != 0) child_fail(cwd_msg, errno, 125);
+    if (notify) {
+      // The program was built before the fork: a vfork child must not allocate.
+      long listener =
+          ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+      if (listener >= 0) {
+        (void)procfs::send_listener_fd(notify.get(), static_cast<int>(listener));
+        ::close(static_cast<int>(listener));
+      }
+    }
     // No descriptor of kapsel's may reach the command (CVE-2024-21626 class of leaks).
     ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     int err = ENOENT;
