@@ -44,10 +44,11 @@ FileWrite memory_write(const std::string& dir, std::uint64_t limit) {
              format_bytes(limit) + " " + refused(code);
     }
     std::uint64_t memsw = read_limit(dir + "/memory.memsw.limit_in_bytes");
-    if (code == EINVAL && memsw != kUnlimited && limit > memsw)
+    if (code == EINVAL && memsw != kUnlimited && limit > memsw) {
       return "the new limit " + format_bytes(limit) + " is above the memory+swap limit " +
              format_bytes(memsw) + " in force; raise " + std::string(kMemorySwapOption) +
              " as well " + refused(code);
+    }
     return std::string();  // no better reason than the kernel's
   };
   return w;
@@ -67,9 +68,10 @@ FileWrite memsw_write(const std::string& dir, std::uint64_t limit) {
              refused(code);
     }
     std::uint64_t memory = read_limit(dir + "/memory.limit_in_bytes");
-    if (code == EINVAL && limit < memory)
+    if (code == EINVAL && limit < memory) {
       return "the new limit " + format_bytes(limit) + " is below the memory limit " +
              format_bytes(memory) + " in force; it counts memory plus swap " + refused(code);
+    }
     return std::string();  // no better reason than the kernel's
   };
   return w;
@@ -147,12 +149,13 @@ Status V1Manager::check(const Limits& l) const {
     auto h = need(l.memory ? kMemoryOption : kMemorySwapOption, "memory");
     if (!h) return tl::unexpected(h.error());
     std::string d = probe_dir(**h);
-    if (l.memory_swap && !fs::exists(d + "/memory.memsw.limit_in_bytes"))
+    if (l.memory_swap && !fs::exists(d + "/memory.memsw.limit_in_bytes")) {
       return fail(ErrorKind::usage,
                   std::string(kMemorySwapOption) +
                       ": this host has no swap accounting (memory.memsw.limit_in_bytes is "
                       "missing in " +
                       d + ")");
+    }
   }
   if (l.cpus || l.cpu_shares || l.cpu_weight) {
     auto option = l.cpus ? kCpusOption : l.cpu_shares ? kCpuSharesOption : kCpuWeightOption;
@@ -179,21 +182,23 @@ Status V1Manager::check(const Limits& l) const {
     // The root cgroup has no weight; BFQ's other files there show that children get one.
     bool weight = fs::exists(d + "/blkio.bfq.weight") || fs::exists(d + "/blkio.weight") ||
                   (d == (*h)->mount && fs::exists(d + "/blkio.bfq.io_service_bytes"));
-    if (!weight)
+    if (!weight) {
       return fail(ErrorKind::usage,
                   std::string(kBlkioWeightOption) +
                       ": this host has no BFQ or CFQ weight file (blkio.bfq.weight or "
                       "blkio.weight) in " +
                       d + "; the BFQ I/O scheduler must be available");
+    }
   }
   for (const Throttle& t : throttles(l)) {
     if (t.rates->empty()) continue;
     auto h = need(t.option, "blkio");
     if (!h) return tl::unexpected(h.error());
     std::string d = probe_dir(**h);
-    if (!fs::exists(d + "/" + t.v1_file))
+    if (!fs::exists(d + "/" + t.v1_file)) {
       return fail(ErrorKind::usage, std::string(t.option) + ": this host has no I/O throttling (" +
                                         t.v1_file + " is missing in " + d + ")");
+    }
   }
   return {};
 }
@@ -277,11 +282,12 @@ Result<std::vector<FileWrite>> V1Manager::plan(const std::string& ve, const Limi
     // BFQ's file where BFQ is loaded, CFQ's on kernels before 5.0; both take 10..1000.
     std::string file = *d + "/blkio.bfq.weight";
     if (!fs::exists(file)) file = *d + "/blkio.weight";
-    if (!fs::exists(file))
+    if (!fs::exists(file)) {
       return fail(ErrorKind::usage, std::string(kBlkioWeightOption) +
                                         ": this host has no BFQ or CFQ weight file "
                                         "(blkio.bfq.weight or blkio.weight) in " +
                                         *d + "; the BFQ I/O scheduler must be available");
+    }
     writes.push_back(
         {std::string(kBlkioWeightOption), file, std::to_string(*l.blkio_weight), {}, {}});
   }

@@ -94,11 +94,12 @@ Status V2Manager::check(const Limits& l) const {
     if (auto st = need(kMemorySwapOption, "memory"); !st) return st;
     // memory.swap.max exists in every cgroup but the root where the kernel accounts swap; the
     // root has none, so a parent not yet made cannot tell.
-    if (d != mount_ && !fs::exists(d + "/memory.swap.max"))
+    if (d != mount_ && !fs::exists(d + "/memory.swap.max")) {
       return fail(ErrorKind::usage, std::string(kMemorySwapOption) +
                                         ": this host has no swap accounting (memory.swap.max is "
                                         "missing in " +
                                         d + ")");
+    }
   }
   if (l.cpus)
     if (auto st = need(kCpusOption, "cpu"); !st) return st;
@@ -132,10 +133,11 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
   if (l.memory || l.memory_swap) {
     auto current = read_optional(d + "/memory.max");
     if (!current) return tl::unexpected(current.error());
-    if (!*current)
+    if (!*current) {
       return fail(ErrorKind::usage, std::string(l.memory ? kMemoryOption : kMemorySwapOption) +
                                         ": the memory controller is not enabled for " + d +
                                         " (no memory.max)");
+    }
     std::uint64_t memory_now = v2_limit(**current).value_or(kUnlimited);
     std::uint64_t memory = l.memory.value_or(memory_now);
     if (l.memory)
@@ -150,11 +152,12 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
       if (swap != kUnlimited) total = memory_now + swap;
     }
     if (total) {
-      if (!*swap_now)
+      if (!*swap_now) {
         return fail(ErrorKind::usage, std::string(kMemorySwapOption) +
                                           ": this host has no swap accounting (memory.swap.max "
                                           "is missing in " +
                                           d + ")");
+      }
       std::string swap;
       if (*total == kUnlimited) {
         swap = "max";
@@ -165,11 +168,12 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
       } else if (*total < memory) {
         // Given explicitly, validate() has compared them; kept from before, the new memory limit
         // is what outgrew it.
-        if (l.memory_swap)
+        if (l.memory_swap) {
           return fail(ErrorKind::usage, std::string(kMemorySwapOption) + ": " +
                                             format_bytes(*total) + " is less than the memory " +
                                             "limit " + format_bytes(memory) +
                                             "; it counts memory plus swap");
+        }
         return fail(ErrorKind::usage,
                     std::string(kMemoryOption) + ": the new limit " + format_bytes(memory) +
                         " is above the memory+swap limit " + format_bytes(*total) +
