@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
-#include "cgroup/resources.hpp"
 #include "common/fs.hpp"
 #include "common/unique_fd.hpp"
 
@@ -23,10 +23,12 @@ std::string default_explain(const FileWrite& w, int code) {
 // The message of a failed step, on the option's behalf.
 Error step_error(const FileWrite& w, const Error& e, bool wrote) {
   std::string what;
-  if (wrote && e.code != 0)
-    what = w.explain ? w.explain(e.code) : default_explain(w, e.code);
-  else
+  if (wrote && e.code != 0) {
+    if (w.explain) what = w.explain(e.code);
+    if (what.empty()) what = default_explain(w, e.code);
+  } else {
     what = e.message;
+  }
   return Error{ErrorKind::failure, e.code, w.option + ": " + what};
 }
 
@@ -172,6 +174,29 @@ Status write_all_or_restore(const std::vector<FileWrite>& writes) {
   Error e = failed.error();
   e.message += restore_errors;
   return tl::unexpected(std::move(e));
+}
+
+std::array<Throttle, 4> throttles(const Limits& l) {
+  return {Throttle{kReadBpsOption, &l.read_bps, "blkio.throttle.read_bps_device", "rbps"},
+          Throttle{kWriteBpsOption, &l.write_bps, "blkio.throttle.write_bps_device", "wbps"},
+          Throttle{kReadIopsOption, &l.read_iops, "blkio.throttle.read_iops_device", "riops"},
+          Throttle{kWriteIopsOption, &l.write_iops, "blkio.throttle.write_iops_device", "wiops"}};
+}
+
+Status check_cpuset_within(std::string_view cpuset, std::string_view offered,
+                           const std::string& dir) {
+  auto wanted = parse_cpu_list(cpuset);
+  auto have = parse_cpu_list(offered);
+  if (!wanted || !have) return {};
+  std::vector<unsigned> missing;
+  for (unsigned c : *wanted)
+    if (!std::binary_search(have->begin(), have->end(), c)) missing.push_back(c);
+  if (missing.empty()) return {};
+  bool one = missing.size() == 1;
+  return fail(ErrorKind::usage, std::string(kCpusetOption) + ": " + (one ? "CPU " : "CPUs ") +
+                                    format_cpu_list(missing) + (one ? " is" : " are") +
+                                    " not available in " + dir + " (it has " +
+                                    format_cpu_list(*have) + ")");
 }
 
 std::string nearest_existing(const std::string& mount, std::string_view rel) {

@@ -3,6 +3,7 @@
 // files, and a group of writes that is undone as a whole when the kernel refuses one of them.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cgroup/resources.hpp"
 #include "common/error.hpp"
 
 namespace kapsel::cgroup {
@@ -75,9 +77,9 @@ struct FileWrite {
   // line of those contents. Per-device files (blkio.throttle.*, io.max) set it to pick out the
   // device's old line, or to remove the device's limit if it had none.
   std::function<std::string(std::string_view before)> undo;
-  // What to say when the kernel refuses the value with errno `code`, after "<option>: ". Unset:
-  // "the kernel refused "<value>" for <path>: <strerror>". Set where a reason can be named (the
-  // VE using more memory than the new limit).
+  // What to say when the kernel refuses the value with errno `code`, after "<option>: ". Unset,
+  // or returning "": "the kernel refused "<value>" for <path>: <strerror>". Set where a reason
+  // can be named (the VE using more memory than the new limit).
   std::function<std::string(int code)> explain;
 };
 
@@ -87,6 +89,21 @@ struct FileWrite {
 // the option: "--memory: the VE already uses 80.0 MiB, ...". A restore that fails too is added
 // to the message.
 [[nodiscard]] Status write_all_or_restore(const std::vector<FileWrite>& writes);
+
+// Limits' four device throttles, each with its option, its v1 file and its key in v2's io.max.
+struct Throttle {
+  std::string_view option;
+  const std::vector<DeviceRate>* rates;
+  const char* v1_file;
+  const char* v2_key;
+};
+[[nodiscard]] std::array<Throttle, 4> throttles(const Limits& limits);
+
+// Refuses a cpuset with CPUs that `offered` (the text of the effective cpuset file of `dir`, the
+// VE's parent) lacks: "--cpuset: CPU 3 is not available in <dir> (it has 0-1)". A `cpuset` or
+// `offered` that is no CPU list is left to other checks.
+[[nodiscard]] Status check_cpuset_within(std::string_view cpuset, std::string_view offered,
+                                         const std::string& dir);
 
 // `mount`/`rel`, or the nearest of its ancestors down to `mount` that exists: what check() looks
 // at before the VE's parent cgroup has been created.

@@ -65,15 +65,19 @@ class Manager {
 
   // Refuses limits this host cannot enforce, before anything is written: a controller or file
   // the host lacks (e.g. memory_swap without swap accounting, blkio_weight without BFQ), a
-  // cpuset outside the parent's CPUs. The error names the option ("--memory-swap: this host
-  // has no swap accounting (memory.memsw.* is missing)").
+  // cpuset outside the parent's CPUs, and whatever validate() refuses. The error is one line of
+  // ErrorKind::usage that names the option ("--memory-swap: this host has no swap accounting
+  // (memory.memsw.limit_in_bytes is missing in /sys/fs/cgroup/memory/kapsel)"). The VE's cgroup
+  // need not exist yet.
   [[nodiscard]] virtual Status check(const Limits& limits) const = 0;
 
   // Writes every field `limits` sets to the VE's cgroup (which must exist), in an order the
   // kernel accepts (e.g. v1 memsw is raised before and lowered after memory). If the kernel
   // refuses one, the values written so far are put back, so the previous limits stay in force,
-  // and the error names the option and the kernel's reason ("--memory: the VE already uses
-  // 80 MiB, more than 64 MiB (EBUSY)").
+  // and the error (ErrorKind::failure, the errno as code) names the option and the kernel's
+  // reason ("--memory: the VE already uses 80.0 MiB, more than the new limit 64.0 MiB (the
+  // kernel refused: Device or resource busy)"). Runs check() first; a VE without a cgroup is
+  // ErrorKind::not_found.
   [[nodiscard]] virtual Status apply(const std::string& ve, const Limits& limits) = 0;
 
   // The VE's counters and the limits in force (see Stats).
@@ -81,8 +85,10 @@ class Manager {
 
   // A descriptor that becomes readable each time the kernel OOM-kills in the VE's memory
   // cgroup: an eventfd registered on memory.oom_control through cgroup.event_control (v1, read
-  // 8 bytes to re-arm), or an inotify descriptor watching memory.events for modification (v2,
-  // read the inotify events to re-arm). Counting the kills is stats().oom_kills.
+  // 8 bytes to re-arm; it is also signalled once when the cgroup is removed), or an inotify
+  // descriptor watching memory.events for modification (v2, read the inotify events to re-arm;
+  // other memory events wake it too). It may wake without a kill, so counting the kills is
+  // stats().oom_kills. Non-blocking and close-on-exec.
   [[nodiscard]] virtual Result<UniqueFd> watch_oom(const std::string& ve) = 0;
 
   // The VE's memory cgroup as the kernel names it in OOM reports ("oom_memcg=/kapsel/web1"):

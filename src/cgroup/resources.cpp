@@ -41,7 +41,7 @@ tl::unexpected<Error> usage(std::string_view option, const std::string& message)
 
 std::string format_cpus(double cpus) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", cpus);
+  (void)std::snprintf(buf, sizeof buf, "%g", cpus);
   return buf;
 }
 
@@ -215,9 +215,10 @@ void to_json(json& j, const Limits& l) {
 
 void from_json(const json& j, Limits& l) {
   l = Limits{};
-  if (!j.is_object())
+  if (!j.is_object()) {
     throw json::type_error::create(
         302, "limits must be an object, not " + std::string(j.type_name()), &j);
+  }
   if (j.contains("memory")) l.memory = limit_from_json(j.at("memory"), "memory");
   if (j.contains("memory_swap"))
     l.memory_swap = limit_from_json(j.at("memory_swap"), "memory_swap");
@@ -238,26 +239,31 @@ Status validate(const Limits& l) {
   if (l.memory_swap && *l.memory_swap == 0)
     return usage(kMemorySwapOption, "0 is not a usable limit");
   if (l.memory && l.memory_swap && *l.memory_swap != kUnlimited) {
-    if (*l.memory == kUnlimited)
+    if (*l.memory == kUnlimited) {
       return usage(kMemorySwapOption, "a limit on memory plus swap needs a " +
                                           std::string(kMemoryOption) + " limit as well");
-    if (*l.memory_swap < *l.memory)
+    }
+    if (*l.memory_swap < *l.memory) {
       return usage(kMemorySwapOption,
                    format_bytes(*l.memory_swap) + " is less than " + std::string(kMemoryOption) +
                        " " + format_bytes(*l.memory) +
                        "; it counts memory plus swap, so it must be at least as large");
+    }
   }
-  if (l.cpus && (!std::isfinite(*l.cpus) || *l.cpus < 0 || (*l.cpus > 0 && *l.cpus < kMinCpus)))
+  if (l.cpus && (!std::isfinite(*l.cpus) || *l.cpus < 0 || (*l.cpus > 0 && *l.cpus < kMinCpus))) {
     return usage(kCpusOption,
                  format_cpus(*l.cpus) + " is not a CPU limit; " + std::string(kCpusForm));
-  if (l.cpu_shares && l.cpu_weight)
+  }
+  if (l.cpu_shares && l.cpu_weight) {
     return usage(kCpuSharesOption, "give either it or " + std::string(kCpuWeightOption) +
                                        ", which are two scales of one setting");
+  }
   auto in_range = [](std::string_view option, std::optional<std::uint64_t> v, std::uint64_t min,
                      std::uint64_t max) -> Status {
-    if (v && (*v < min || *v > max))
+    if (v && (*v < min || *v > max)) {
       return usage(option, std::to_string(*v) + " is out of range; use a whole number from " +
                                std::to_string(min) + " to " + std::to_string(max));
+    }
     return {};
   };
   for (auto st : {in_range(kCpuSharesOption, l.cpu_shares, kMinCpuShares, kMaxCpuShares),
@@ -313,9 +319,10 @@ Result<double> parse_cpus(std::string_view option, std::string_view text) {
   if (cpus == 0) return 0.0;
   // A quota below the kernel's minimum would be refused at start, long after the command that
   // set it returned; one that overflows the kernel's arithmetic is no limit at all.
-  if (cpus < kMinCpus)
+  if (cpus < kMinCpus) {
     return usage(option, quoted(text) + " is less than the minimum of 0.01 CPUs (1 ms per " +
                              "100 ms period); " + kCpusForm);
+  }
   if (!std::isfinite(cpus) || cpus > 1e6)
     return usage(option, quoted(text) + " is too large; " + kCpusForm);
   return cpus;
@@ -421,25 +428,28 @@ Result<DeviceRate> parse_device_rate(std::string_view option, std::string_view t
   DeviceRate out;
   if (is_iops) {
     auto n = is_digits(rate_text) ? to_u64(rate_text) : std::nullopt;
-    if (!n)
+    if (!n) {
       return usage(option, quoted(rate_text) +
                                " is not a rate; use a whole number of operations per second "
                                "(e.g. " +
                                example + "), 0 to remove the limit");
+    }
     out.rate = *n;
   } else {
     bool too_large = false;
     auto bytes = parse_bytes(rate_text, too_large);
-    if (!bytes || too_large)
+    if (!bytes || too_large) {
       return usage(option, quoted(rate_text) + " is not a rate; " + kRateForm +
                                " per second, 0 to remove the limit");
+    }
     out.rate = *bytes;
   }
 
   struct stat st {};
-  if (::stat(device.c_str(), &st) != 0)
+  if (::stat(device.c_str(), &st) != 0) {
     return usage(option, device + ": " + std::strerror(errno) + "; name a block device (e.g. " +
                              example + ")");
+  }
   if (!S_ISBLK(st.st_mode))
     return usage(option, device + " is not a block device; name one (e.g. " + example + ")");
   out.major = ::major(st.st_rdev);
@@ -459,7 +469,7 @@ std::string format_bytes(std::uint64_t bytes) {
     ++unit;
   }
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", value, kUnits[unit]);
+  (void)std::snprintf(buf, sizeof buf, "%.1f %s", value, kUnits[unit]);
   return buf;
 }
 

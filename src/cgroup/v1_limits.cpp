@@ -37,18 +37,19 @@ std::uint64_t read_limit(const std::string& path) {
 // EINVAL when the limit would be above memsw's (memsw counts memory plus swap).
 FileWrite memory_write(const std::string& dir, std::uint64_t limit) {
   FileWrite w{std::string(kMemoryOption), dir + "/memory.limit_in_bytes", v1_value(limit), {}, {}};
-  w.explain = [dir, limit, path = w.path, value = w.value](int code) -> std::string {
+  w.explain = [dir, limit](int code) -> std::string {
     if (code == EBUSY) {
       std::uint64_t used = read_limit(dir + "/memory.usage_in_bytes");
       return "the VE already uses " + format_bytes(used) + ", more than the new limit " +
              format_bytes(limit) + " " + refused(code);
     }
     std::uint64_t memsw = read_limit(dir + "/memory.memsw.limit_in_bytes");
-    if (code == EINVAL && memsw != kUnlimited && limit > memsw)
+    if (code == EINVAL && memsw != kUnlimited && limit > memsw) {
       return "the new limit " + format_bytes(limit) + " is above the memory+swap limit " +
              format_bytes(memsw) + " in force; raise " + std::string(kMemorySwapOption) +
              " as well " + refused(code);
-    return "the kernel refused \"" + value + "\" for " + path + ": " + std::strerror(code);
+    }
+    return std::string();  // no better reason than the kernel's
   };
   return w;
 }
@@ -59,7 +60,7 @@ FileWrite memsw_write(const std::string& dir, std::uint64_t limit) {
               v1_value(limit),
               {},
               {}};
-  w.explain = [dir, limit, path = w.path, value = w.value](int code) -> std::string {
+  w.explain = [dir, limit](int code) -> std::string {
     if (code == EBUSY) {
       std::uint64_t used = read_limit(dir + "/memory.memsw.usage_in_bytes");
       return "the VE already uses " + format_bytes(used) +
@@ -67,10 +68,11 @@ FileWrite memsw_write(const std::string& dir, std::uint64_t limit) {
              refused(code);
     }
     std::uint64_t memory = read_limit(dir + "/memory.limit_in_bytes");
-    if (code == EINVAL && limit < memory)
+    if (code == EINVAL && limit < memory) {
       return "the new limit " + format_bytes(limit) + " is below the memory limit " +
              format_bytes(memory) + " in force; it counts memory plus swap " + refused(code);
-    return "the kernel refused \"" + value + "\" for " + path + ": " + std::strerror(code);
+    }
+    return std::string();  // no better reason than the kernel's
   };
   return w;
 }
@@ -147,12 +149,13 @@ Status V1Manager::check(const Limits& l) const {
     auto h = need(l.memory ? kMemoryOption : kMemorySwapOption, "memory");
     if (!h) return tl::unexpected(h.error());
     std::string d = probe_dir(**h);
-    if (l.memory_swap && !fs::exists(d + "/memory.memsw.limit_in_bytes"))
+    if (l.memory_swap && !fs::exists(d + "/memory.memsw.limit_in_bytes")) {
       return fail(ErrorKind::usage,
                   std::string(kMemorySwapOption) +
                       ": this host has no swap accounting (memory.memsw.limit_in_bytes is "
                       "missing in " +
                       d + ")");
+    }
   }
   if (l.cpus || l.cpu_shares || l.cpu_weight) {
     auto option = l.cpus ? kCpusOption : l.cpu_shares ? kCpuSharesOption : kCpuWeightOption;
@@ -165,17 +168,8 @@ Status V1Manager::check(const Limits& l) const {
     auto text = read_optional(d + "/cpuset.effective_cpus");
     if (text && !*text) text = read_optional(d + "/cpuset.cpus");
     if (!text) return tl::unexpected(text.error().context(std::string(kCpusetOption)));
-    auto wanted = parse_cpu_list(*l.cpuset);
-    auto offered = parse_cpu_list(text->value_or(""));
-    if (wanted && offered && *text) {
-      std::vector<unsigned> missing;
-      for (unsigned c : *wanted)
-        if (!std::binary_search(offered->begin(), offered->end(), c)) missing.push_back(c);
-      if (!missing.empty())
-        return fail(ErrorKind::usage,
-                    std::string(kCpusetOption) + ": " + (missing.size() == 1 ? "CPU " : "CPUs ") +
-                        format_cpu_list(missing) + (missing.size() == 1 ? " is" : " are") +
-                        " not available in " + d + " (it has " + format_cpu_list(*offered) + ")");
+    if (*text) {
+      if (auto st = check_cpuset_within(*l.cpuset, **text, d); !st) return st;
     }
   }
   if (l.pids) {
@@ -188,30 +182,23 @@ Status V1Manager::check(const Limits& l) const {
     // The root cgroup has no weight; BFQ's other files there show that children get one.
     bool weight = fs::exists(d + "/blkio.bfq.weight") || fs::exists(d + "/blkio.weight") ||
                   (d == (*h)->mount && fs::exists(d + "/blkio.bfq.io_service_bytes"));
-    if (!weight)
+    if (!weight) {
       return fail(ErrorKind::usage,
                   std::string(kBlkioWeightOption) +
                       ": this host has no BFQ or CFQ weight file (blkio.bfq.weight or "
                       "blkio.weight) in " +
                       d + "; the BFQ I/O scheduler must be available");
+    }
   }
-  struct Throttle {
-    std::string_view option;
-    const std::vector<DeviceRate>& rates;
-    const char* file;
-  };
-  for (const Throttle& t :
-       {Throttle{kReadBpsOption, l.read_bps, "blkio.throttle.read_bps_device"},
-        Throttle{kWriteBpsOption, l.write_bps, "blkio.throttle.write_bps_device"},
-        Throttle{kReadIopsOption, l.read_iops, "blkio.throttle.read_iops_device"},
-        Throttle{kWriteIopsOption, l.write_iops, "blkio.throttle.write_iops_device"}}) {
-    if (t.rates.empty()) continue;
+  for (const Throttle& t : throttles(l)) {
+    if (t.rates->empty()) continue;
     auto h = need(t.option, "blkio");
     if (!h) return tl::unexpected(h.error());
     std::string d = probe_dir(**h);
-    if (!fs::exists(d + "/" + t.file))
+    if (!fs::exists(d + "/" + t.v1_file)) {
       return fail(ErrorKind::usage, std::string(t.option) + ": this host has no I/O throttling (" +
-                                        t.file + " is missing in " + d + ")");
+                                        t.v1_file + " is missing in " + d + ")");
+    }
   }
   return {};
 }
@@ -295,29 +282,22 @@ Result<std::vector<FileWrite>> V1Manager::plan(const std::string& ve, const Limi
     // BFQ's file where BFQ is loaded, CFQ's on kernels before 5.0; both take 10..1000.
     std::string file = *d + "/blkio.bfq.weight";
     if (!fs::exists(file)) file = *d + "/blkio.weight";
-    if (!fs::exists(file))
+    if (!fs::exists(file)) {
       return fail(ErrorKind::usage, std::string(kBlkioWeightOption) +
                                         ": this host has no BFQ or CFQ weight file "
                                         "(blkio.bfq.weight or blkio.weight) in " +
                                         *d + "; the BFQ I/O scheduler must be available");
+    }
     writes.push_back(
         {std::string(kBlkioWeightOption), file, std::to_string(*l.blkio_weight), {}, {}});
   }
 
-  struct Throttle {
-    std::string_view option;
-    const std::vector<DeviceRate>& rates;
-    const char* file;
-  };
-  for (const Throttle& t :
-       {Throttle{kReadBpsOption, l.read_bps, "blkio.throttle.read_bps_device"},
-        Throttle{kWriteBpsOption, l.write_bps, "blkio.throttle.write_bps_device"},
-        Throttle{kReadIopsOption, l.read_iops, "blkio.throttle.read_iops_device"},
-        Throttle{kWriteIopsOption, l.write_iops, "blkio.throttle.write_iops_device"}}) {
-    if (t.rates.empty()) continue;
+  for (const Throttle& t : throttles(l)) {
+    if (t.rates->empty()) continue;
     auto d = ve_dir(ve, t.option, "blkio");
     if (!d) return tl::unexpected(d.error());
-    for (const auto& r : t.rates) writes.push_back(throttle_write(t.option, *d + "/" + t.file, r));
+    for (const auto& r : *t.rates)
+      writes.push_back(throttle_write(t.option, *d + "/" + t.v1_file, r));
   }
   return writes;
 }

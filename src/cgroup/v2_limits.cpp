@@ -18,12 +18,6 @@ std::string v2_value(std::uint64_t limit) {
   return limit == kUnlimited ? "max" : std::to_string(limit);
 }
 
-// The io.max keys, one per throttle of Limits.
-struct IoKey {
-  std::string_view option;
-  const char* key;
-};
-
 // io.max holds one line per throttled device, "MAJ:MIN rbps=N wbps=max riops=max wiops=max", and
 // a write changes only the keys it names for the device it names; the old line (the kernel
 // takes the form it shows), or "max" for every key, restores it.
@@ -100,11 +94,12 @@ Status V2Manager::check(const Limits& l) const {
     if (auto st = need(kMemorySwapOption, "memory"); !st) return st;
     // memory.swap.max exists in every cgroup but the root where the kernel accounts swap; the
     // root has none, so a parent not yet made cannot tell.
-    if (d != mount_ && !fs::exists(d + "/memory.swap.max"))
+    if (d != mount_ && !fs::exists(d + "/memory.swap.max")) {
       return fail(ErrorKind::usage, std::string(kMemorySwapOption) +
                                         ": this host has no swap accounting (memory.swap.max is "
                                         "missing in " +
                                         d + ")");
+    }
   }
   if (l.cpus)
     if (auto st = need(kCpusOption, "cpu"); !st) return st;
@@ -114,30 +109,17 @@ Status V2Manager::check(const Limits& l) const {
     if (auto st = need(kCpusetOption, "cpuset"); !st) return st;
     auto effective = read_optional(d + "/cpuset.cpus.effective");
     if (!effective) return tl::unexpected(effective.error().context(std::string(kCpusetOption)));
-    auto wanted = parse_cpu_list(*l.cpuset);
-    auto offered_cpus = parse_cpu_list(effective->value_or(""));
-    if (*effective && wanted && offered_cpus) {
-      std::vector<unsigned> missing;
-      for (unsigned c : *wanted)
-        if (!std::binary_search(offered_cpus->begin(), offered_cpus->end(), c))
-          missing.push_back(c);
-      if (!missing.empty())
-        return fail(ErrorKind::usage,
-                    std::string(kCpusetOption) + ": " + (missing.size() == 1 ? "CPU " : "CPUs ") +
-                        format_cpu_list(missing) + (missing.size() == 1 ? " is" : " are") +
-                        " not available in " + d + " (it has " + format_cpu_list(*offered_cpus) +
-                        ")");
+    if (*effective) {
+      if (auto st = check_cpuset_within(*l.cpuset, **effective, d); !st) return st;
     }
   }
   if (l.pids)
     if (auto st = need(kPidsOption, "pids"); !st) return st;
   if (l.blkio_weight)
     if (auto st = need(kBlkioWeightOption, "io"); !st) return st;
-  for (const auto& [option, rates] :
-       {std::pair{kReadBpsOption, &l.read_bps}, std::pair{kWriteBpsOption, &l.write_bps},
-        std::pair{kReadIopsOption, &l.read_iops}, std::pair{kWriteIopsOption, &l.write_iops}}) {
-    if (!rates->empty())
-      if (auto st = need(option, "io"); !st) return st;
+  for (const Throttle& t : throttles(l)) {
+    if (!t.rates->empty())
+      if (auto st = need(t.option, "io"); !st) return st;
   }
   return {};
 }
@@ -151,10 +133,11 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
   if (l.memory || l.memory_swap) {
     auto current = read_optional(d + "/memory.max");
     if (!current) return tl::unexpected(current.error());
-    if (!*current)
+    if (!*current) {
       return fail(ErrorKind::usage, std::string(l.memory ? kMemoryOption : kMemorySwapOption) +
                                         ": the memory controller is not enabled for " + d +
                                         " (no memory.max)");
+    }
     std::uint64_t memory_now = v2_limit(**current).value_or(kUnlimited);
     std::uint64_t memory = l.memory.value_or(memory_now);
     if (l.memory)
@@ -169,11 +152,12 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
       if (swap != kUnlimited) total = memory_now + swap;
     }
     if (total) {
-      if (!*swap_now)
+      if (!*swap_now) {
         return fail(ErrorKind::usage, std::string(kMemorySwapOption) +
                                           ": this host has no swap accounting (memory.swap.max "
                                           "is missing in " +
                                           d + ")");
+      }
       std::string swap;
       if (*total == kUnlimited) {
         swap = "max";
@@ -184,11 +168,12 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
       } else if (*total < memory) {
         // Given explicitly, validate() has compared them; kept from before, the new memory limit
         // is what outgrew it.
-        if (l.memory_swap)
+        if (l.memory_swap) {
           return fail(ErrorKind::usage, std::string(kMemorySwapOption) + ": " +
                                             format_bytes(*total) + " is less than the memory " +
                                             "limit " + format_bytes(memory) +
                                             "; it counts memory plus swap");
+        }
         return fail(ErrorKind::usage,
                     std::string(kMemoryOption) + ": the new limit " + format_bytes(memory) +
                         " is above the memory+swap limit " + format_bytes(*total) +
@@ -251,14 +236,11 @@ Result<std::vector<FileWrite>> V2Manager::plan(const std::string& ve, const Limi
 
   // One io.max line per device, with every key Limits sets for it.
   std::map<DeviceNumber, std::pair<std::string_view, std::string>> per_device;
-  for (const auto& [key, option, rates] : {std::tuple{"rbps", kReadBpsOption, &l.read_bps},
-                                           std::tuple{"wbps", kWriteBpsOption, &l.write_bps},
-                                           std::tuple{"riops", kReadIopsOption, &l.read_iops},
-                                           std::tuple{"wiops", kWriteIopsOption, &l.write_iops}}) {
-    for (const auto& r : *rates) {
+  for (const Throttle& t : throttles(l)) {
+    for (const auto& r : *t.rates) {
       auto& [first_option, settings] = per_device[DeviceNumber{r.major, r.minor}];
-      if (settings.empty()) first_option = option;
-      settings += (settings.empty() ? "" : " ") + std::string(key) + "=" +
+      if (settings.empty()) first_option = t.option;
+      settings += (settings.empty() ? "" : " ") + std::string(t.v2_key) + "=" +
                   (r.rate == 0 ? "max" : std::to_string(r.rate));
     }
   }
