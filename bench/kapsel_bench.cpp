@@ -1,7 +1,12 @@
 // kapsel-bench: times whole commands against each other (see runner.hpp for how). The cases come
 // from a JSON file that a suite script writes (bench/run.sh: kapsel against runc, lxc-execute and
 // bwrap), or, for a quick comparison, from NAME=COMMAND arguments on the command line.
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 
 #include <fstream>
 #include <iostream>
@@ -58,7 +63,59 @@ Result<Case> parse_inline(const std::string& arg) {
   return c;
 }
 
+// `kapsel-bench read-files [-n N] FILE...`: the cost of reading a whole file (open, read to the
+// end, close), N times each, round-robin; prints the median and p90 in microseconds and each
+// file's median relative to the first's. For /proc files served by the kernel, by kapsel's
+// FUSE service and by lxcfs, whose cost a fork/exec per sample would drown.
+int read_files_main(int argc, char** argv) {
+  CLI::App app{"kapsel-bench read-files: time whole-file reads of each FILE"};
+  int reads = 2000;
+  std::vector<std::string> files;
+  bool json = false;
+  app.add_option("-n,--reads", reads, "Reads of each file")->capture_default_str();
+  app.add_option("files", files, "Files to read")->required();
+  app.add_flag("--json", json, "Print JSON");
+  CLI11_PARSE(app, argc, argv);
+  std::vector<std::vector<double>> samples(files.size());
+  std::vector<char> buf(1 << 20);
+  for (int i = 0; i < reads; ++i) {
+    for (size_t f = 0; f < files.size(); ++f) {
+      auto t0 = std::chrono::steady_clock::now();
+      int fd = ::open(files[f].c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        std::cerr << "kapsel-bench: opening " << files[f] << ": " << std::strerror(errno) << "\n";
+        return 1;
+      }
+      while (::read(fd, buf.data(), buf.size()) > 0) {
+      }
+      ::close(fd);
+      samples[f].push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
+  };
+  nlohmann::json out = nlohmann::json::array();
+  double base = pct(samples[0], 0.5);
+  if (!json)
+    std::cout << fmt::format("{:<48} {:>12} {:>10} {:>8}\n", "file", "median µs", "p90 µs",
+                             "ratio");
+  for (size_t f = 0; f < files.size(); ++f) {
+    double med = pct(samples[f], 0.5), p90 = pct(samples[f], 0.9);
+    out.push_back({{"file", files[f]}, {"median_us", med}, {"p90_us", p90}, {"ratio", med / base}});
+    if (!json)
+      std::cout << fmt::format("{:<48} {:>12.1f} {:>10.1f} {:>7.1f}x\n", files[f], med, p90,
+                               med / base);
+  }
+  if (json) std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
 int run_main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "read-files")
+    return read_files_main(argc - 1, argv + 1);
   CLI::App app{
       "kapsel-bench times commands against each other: every case is run --warmup + --runs "
       "times, round-robin, and reported with median, p10/p90, min/max and mean wall time and the "

@@ -16,6 +16,7 @@
 #include "cli/stats_view.hpp"
 #include "common/process.hpp"
 #include "image/template.hpp"
+#include "procfs/procfs_service.hpp"
 #include "store/store.hpp"
 #include "ve/lifecycle.hpp"
 
@@ -632,6 +633,13 @@ int run(int argc, char** argv) {
       return kExitOk;
     };
   });
+
+  // procfs-service: the /proc service of a run dir, started by `kapsel start` (hidden: not for
+  // people to run).
+  auto* procfs_cmd = app.add_subcommand("procfs-service", "Serve the VEs' virtual /proc files");
+  procfs_cmd->group("");
+  procfs_cmd->callback(
+      [&] { action = [&] { return procfs::serve(store::Paths::resolve(g.root, g.run_dir)); }; });
 
   // Everything after the first "--" is the command for exec/run, taken before CLI11 sees it:
   // a command's own flags ("sh -c ...") must never be read as kapsel's.

@@ -111,4 +111,10 @@ long clock_ticks() {
   return ::sysconf(_SC_CLK_TCK);
 }
 
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
 }  // namespace kapsel::proc

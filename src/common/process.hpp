@@ -64,4 +64,8 @@ class Child {
 [[nodiscard]] double uptime_seconds();
 [[nodiscard]] long clock_ticks();
 
+// The running binary's path (/proc/self/exe), for starting helpers from the same build; empty
+// if unknown.
+[[nodiscard]] std::string self_exe();
+
 }  // namespace kapsel::proc

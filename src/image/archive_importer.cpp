@@ -8,16 +8,16 @@
 #include <mutex>
 #include <vector>
 
+#include "common/process.hpp"
+
 namespace kapsel::image {
 namespace {
 
 constexpr const char* kPluginName = "kapsel-archive.so";
 
 std::string own_directory() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return {};
-  std::string path(buf, static_cast<size_t>(n));
+  std::string path = proc::self_exe();
+  if (path.empty()) return {};
   return path.substr(0, path.rfind('/'));
 }
 

@@ -73,8 +73,23 @@ TEST_F(ContainerTest, HostMountsAreNotVisibleAndTheRootIsAnOverlay) {
   auto r = exec("mnt1", "cat /proc/self/mountinfo");
   ASSERT_EQ(r.exit_code, 0) << r;
   // Only the VE's own mounts exist (mountinfo field 5 is the mount point); none of the host's.
-  const std::set<std::string> expected = {"/",        "/proc",    "/sys",        "/dev",
-                                          "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console"};
+  // Plus the /proc service's files over the kernel's (issue #4).
+  const std::set<std::string> expected = {"/",
+                                          "/proc",
+                                          "/sys",
+                                          "/dev",
+                                          "/dev/pts",
+                                          "/dev/shm",
+                                          "/dev/mqueue",
+                                          "/dev/console",
+                                          "/proc/meminfo",
+                                          "/proc/cpuinfo",
+                                          "/proc/stat",
+                                          "/proc/uptime",
+                                          "/proc/loadavg",
+                                          "/proc/swaps",
+                                          "/proc/diskstats",
+                                          "/sys/devices/system/cpu/online"};
   std::istringstream in(r.out);
   std::string first;
   std::getline(in, first);

@@ -33,6 +33,7 @@
 #include "monitor/monitor.hpp"
 #include "monitor/oom_watch.hpp"
 #include "net/loopback.hpp"
+#include "procfs/procfs_service.hpp"
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
 
@@ -252,6 +253,15 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name) + "/rootfs", 0700),
              "preparing runtime directory");
 
+  // The /proc service of this run dir, started by the first VE. Without it (no FUSE on this
+  // host) the VE starts with the kernel's /proc files.
+  std::optional<proc::ProcessRef> procfs_service;
+  if (auto svc = procfs::ensure_service(ctx_.store().paths(), proc::self_exe())) {
+    procfs_service = *svc;
+  } else {
+    trace::point("start: no /proc service");
+  }
+
   int report_pipe[2];
   if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
   UniqueFd report_read(report_pipe[0]);
@@ -275,7 +285,7 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
       ::_exit(1);
     (void)report_write.release();  // closed by close_range below, or already replaced
     ::syscall(SYS_close_range, 5, ~0U, 0);
-    run_monitor(config, *tmpl, UniqueFd(3), UniqueFd(4));
+    run_monitor(config, *tmpl, UniqueFd(3), UniqueFd(4), procfs_service);
   }
   report_write.reset();
   trace::point("start: waiting for the monitor");
@@ -290,7 +300,8 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
 }
 
 void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Template& tmpl,
-                                  UniqueFd report_fd, UniqueFd lock) {
+                                  UniqueFd report_fd, UniqueFd lock,
+                                  std::optional<proc::ProcessRef> procfs_service) {
   monitor::detach(config.name);
   trace::point("monitor: detached");
   monitor::StartReport report(std::move(report_fd));
@@ -346,7 +357,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            ve_dir + "/private/work",
                            store.ve_run_dir(name) + "/rootfs",
                            slave_path,
-                           config.ephemeral};
+                           config.ephemeral,
+                           procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
+                           name};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
 
@@ -451,6 +464,23 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     state.phase = store::Phase::stopping;
     (void)store.save_state(name, state);
   };
+  // If the /proc service dies, the VE's virtual files fail with ENOTCONN: the monitor puts the
+  // kernel's own files back at once, then starts the service again and binds its files anew.
+  UniqueFd service_pidfd;
+  if (procfs_service) {
+    if (auto fd = proc::open_pidfd(*procfs_service)) service_pidfd = std::move(*fd);
+  }
+  auto on_service_death = [&] {
+    service_pidfd.reset();
+    auto init_fd = proc::open_pidfd(state.init);
+    if (!init_fd) return;
+    (void)procfs::unbind_in(init_fd->get());
+    auto svc = procfs::ensure_service(store.paths(), proc::self_exe());
+    if (!svc) return;
+    if (procfs::rebind_in(init_fd->get(), procfs::mountpoint(store.paths()), name)) {
+      if (auto fd = proc::open_pidfd(*svc)) service_pidfd = std::move(*fd);
+    }
+  };
   // OOM kills are recorded with their victim. A host without a memory controller (or without
   // /dev/kmsg) has none to report, which is no reason to fail the VE.
   std::optional<monitor::OomWatch> oom;
@@ -489,6 +519,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                                    [fd](const UniqueFd& c) { return c.get() == fd; });
                    }});
     }
+    if (service_pidfd) w.push_back({service_pidfd.get(), on_service_death});
     if (oom) {
       w.push_back({oom->event_fd(), [&] { oom->on_event(); }});
       if (oom->kmsg_fd() >= 0) w.push_back({oom->kmsg_fd(), [&] { oom->on_kmsg(); }});

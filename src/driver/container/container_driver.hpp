@@ -2,6 +2,9 @@
 // ipc, net and cgroup namespaces, on an overlay of its template, in its own cgroups.
 #pragma once
 
+#include <optional>
+
+#include "common/process.hpp"
 #include "driver/driver.hpp"
 
 namespace kapsel::driver::container {
@@ -29,8 +32,10 @@ class ContainerDriver final : public Driver {
  private:
   // Body of the forked monitor process; never returns. It holds `lock` (a duplicate of the
   // starting command's) until the VE is up or the start has been rolled back.
+  // `procfs_service`: the /proc service whose files the VE gets, if it runs.
   [[noreturn]] void run_monitor(const store::VeConfig& config, const image::Template& tmpl,
-                                UniqueFd report, UniqueFd lock);
+                                UniqueFd report, UniqueFd lock,
+                                std::optional<proc::ProcessRef> procfs_service);
 
   Context& ctx_;
 };

@@ -11,6 +11,7 @@
 
 #include "common/fs.hpp"
 #include "common/unique_fd.hpp"
+#include "procfs/procfs_service.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -108,6 +109,9 @@ Status setup_rootfs(const RootfsSpec& spec) {
   KAPSEL_TRY(
       do_mount("sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
       "sys");
+  // A VE whose service cannot serve it still starts, with the kernel's figures: the service
+  // is a view, not something the VE's programs depend on.
+  if (!spec.procfs_mount.empty()) (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, root);
   if (auto st = setup_dev(root, spec.console); !st) return st;
   return pivot(root);
 }

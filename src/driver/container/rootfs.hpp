@@ -17,6 +17,10 @@ struct RootfsSpec {
   std::string target;           // mount point for the VE's root
   std::string console;          // host path of the pty slave that becomes /dev/console
   bool volatile_upper = false;  // skip syncs for ephemeral VEs (overlayfs "volatile")
+  // The /proc service's mount point and the VE's name in it: its files are bound over the
+  // kernel's /proc and /sys files (procfs::bind_into). Empty: the VE sees the kernel's.
+  std::string procfs_mount;
+  std::string ve_name;
 };
 
 // Runs in the VE's init process after unshare, as root. On return the process's root is the VE
