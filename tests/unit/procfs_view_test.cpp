@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "common/fs.hpp"
 #include "common/process.hpp"
+#include "procfs/ve_files.hpp"
 
 namespace kapsel::procfs {
 namespace {
@@ -174,6 +176,32 @@ TEST(ProcfsView, HostFactsOfThisMachine) {
   EXPECT_GT(meminfo_bytes(h->meminfo, "MemTotal"), 0u);
   EXPECT_FALSE(h->online.empty());
   EXPECT_GT(h->uptime_s, 0);
+}
+
+TEST(ProcfsView, CountsTheTasksOfProcesses) {
+  // This process: at least this thread, running now; in the host's pid namespace its
+  // innermost pid is its pid.
+  auto counts = count_tasks({::getpid()}, true);
+  EXPECT_GE(counts.total, 1u);
+  EXPECT_GE(counts.running, 1u);
+  EXPECT_EQ(counts.last_pid, static_cast<std::uint64_t>(::getpid()));
+  auto cheap = count_tasks({::getpid()}, false);
+  EXPECT_EQ(cheap.total, counts.total);
+  EXPECT_EQ(cheap.last_pid, 0u);
+  // Processes that are gone are not counted.
+  EXPECT_EQ(count_tasks({4194400}, true).total, 0u);
+}
+
+TEST(ProcfsView, BlockDeviceNamesFromSysfs) {
+  char dir[] = "/tmp/kapsel-sys-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string sys = dir;
+  ASSERT_TRUE(fs::make_dirs(sys + "/dev/block/254:0"));
+  ASSERT_TRUE(fs::write_file_atomic(sys + "/dev/block/254:0/uevent",
+                                    "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n"));
+  EXPECT_EQ(block_device_name(254, 0, sys), "vda");
+  EXPECT_EQ(block_device_name(8, 0, sys), std::nullopt);
+  ASSERT_TRUE(fs::remove_tree(sys));
 }
 
 }  // namespace
