@@ -270,6 +270,33 @@ TEST_F(ResourcesTest, VeSeesItsOwnMemoryCpusAndUptime) {
   EXPECT_NE(busybox_uptime.out.find("up 0 min"), std::string::npos) << busybox_uptime;
 }
 
+// If the /proc service dies, the VE keeps running, its readers never hang, and its monitor
+// brings the VE's own figures back with a new service.
+TEST_F(ResourcesTest, VeSurvivesTheDeathOfTheProcService) {
+  create_and_start("svc", {"--memory", "256M"});
+  EXPECT_NE(exec("svc", "head -1 /proc/meminfo").out.find(" 262144 kB"), std::string::npos);
+  pid_t service = std::atoi(read_text(k.run_dir() + "/procfs.pid").c_str());
+  ASSERT_GT(service, 0);
+  ASSERT_EQ(::kill(service, SIGKILL), 0);
+  // Every read answers at once: the VE's figures, or the kernel's while the service is away.
+  for (int i = 0; i < 5; ++i) {
+    RunOptions quick;
+    quick.timeout_seconds = 10;
+    auto r = k.run({"exec", "svc", "--", "head", "-1", "/proc/meminfo"}, quick);
+    EXPECT_EQ(r.exit_code, 0) << r;
+    EXPECT_NE(r.out.find("MemTotal:"), std::string::npos) << r;
+  }
+  EXPECT_TRUE(eventually(
+      [&] {
+        return exec("svc", "head -1 /proc/meminfo").out.find(" 262144 kB") != std::string::npos;
+      },
+      10000));
+  pid_t restarted = std::atoi(read_text(k.run_dir() + "/procfs.pid").c_str());
+  EXPECT_NE(restarted, service);
+  EXPECT_TRUE(process_alive(restarted));
+  EXPECT_EQ(k.status("svc")["state"], "running");
+}
+
 // Done-when 6: stats come from the cgroup counters; top lists every running VE.
 TEST_F(ResourcesTest, StatsMatchCgroupCountersAndTopShowsEveryVe) {
   create_and_start("st1", {"--memory", "100M", "--pids", "64", "--cpus", "1.5"});

@@ -366,6 +366,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
   // boot and again when init asks for a reboot.
   bool cgroups_ready = false;
+  UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
+  if (!host_time) fail_start(errno_fail("opening the host's time namespace").value());
   // Answers sysinfo(2) and sched_getaffinity(2) for the VE from its cgroups (see
   // procfs/syscall_virtualizer.hpp).
   procfs::SyscallVirtualizer syscalls([&]() -> Result<procfs::VeView> {
@@ -403,6 +405,10 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       notify_monitor.reset();
       container_init(args);
     }
+    // Whatever else the monitor starts (the /proc service, if it has to restart it) runs on
+    // the host's clocks again.
+    if (::setns(host_time.get(), CLONE_NEWTIME) != 0)
+      fail_start(errno_fail("returning to the host's time namespace").value());
     if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
     sync_read.reset();
     error_write.reset();
