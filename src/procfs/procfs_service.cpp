@@ -369,9 +369,9 @@ std::optional<proc::ProcessRef> read_pid_file(const store::Paths& paths) {
   auto text = fs::read_file(pid_path(paths));
   if (!text) return std::nullopt;
   proc::ProcessRef ref;
-  const char* p = text->data();
-  const char* end = p + text->size();
-  auto r = std::from_chars(p, end, ref.pid);
+  std::string_view t = *text;
+  const char* end = t.data() + t.size();
+  auto r = std::from_chars(t.data(), end, ref.pid);
   if (r.ec != std::errc() || r.ptr == end || *r.ptr != ' ') return std::nullopt;
   if (std::from_chars(r.ptr + 1, end, ref.start_time).ec != std::errc()) return std::nullopt;
   return ref;
@@ -481,7 +481,7 @@ Result<proc::ProcessRef> ensure_service(const store::Paths& paths, const std::st
 
 int serve(const store::Paths& paths) {
   auto complain = [](const std::string& message) {
-    std::fprintf(stderr, "kapsel procfs-service: %s\n", message.c_str());
+    (void)std::fprintf(stderr, "kapsel procfs-service: %s\n", message.c_str());
     return 1;
   };
   const std::string mnt = mountpoint(paths);
@@ -585,9 +585,10 @@ Status stop_service(const store::Paths& paths) {
       KAPSEL_TRY(proc::signal_pidfd(pidfd->get(), SIGTERM), what);
       if (!proc::wait_pidfd(pidfd->get(), kStopTimeoutMs)) {
         KAPSEL_TRY(proc::signal_pidfd(pidfd->get(), SIGKILL), what);
-        if (!proc::wait_pidfd(pidfd->get(), kStopTimeoutMs))
+        if (!proc::wait_pidfd(pidfd->get(), kStopTimeoutMs)) {
           return fail(ErrorKind::failure,
                       what + ": pid " + std::to_string(ref->pid) + " did not die of SIGKILL");
+        }
       }
     }
   }

@@ -153,12 +153,13 @@ std::string render_cpuinfo(const VeView& view, std::string_view host_cpuinfo) {
       std::optional<std::uint64_t> value;
       if (colon != std::string_view::npos) {
         auto key = trim(line.substr(0, colon));
-        if (key == "processor" || key == "core id" || key == "apicid" || key == "initial apicid")
+        if (key == "processor" || key == "core id" || key == "apicid" || key == "initial apicid") {
           value = i;
-        else if (key == "physical id")
+        } else if (key == "physical id") {
           value = 0;
-        else if (key == "siblings" || key == "cpu cores")
+        } else if (key == "siblings" || key == "cpu cores") {
           value = n;
+        }
       }
       if (!value) {
         out.append(line).push_back('\n');
@@ -252,7 +253,7 @@ std::string render_loadavg(const std::array<double, 3>& load, const TaskCounts& 
   std::string out;
   for (double l : load) {
     // The kernel rounds to the nearest hundredth (it adds FIXED_1/200 before splitting).
-    auto hundredths = static_cast<std::uint64_t>(std::max(0.0, l) * 100 + 0.5);
+    auto hundredths = static_cast<std::uint64_t>(std::llround(std::max(0.0, l) * 100));
     fmt::format_to(std::back_inserter(out), "{}.{:02} ", hundredths / 100, hundredths % 100);
   }
   fmt::format_to(std::back_inserter(out), "{}/{} {}\n", std::max<std::uint64_t>(1, tasks.running),
