@@ -2,6 +2,7 @@
 // limits enforced by the kernel, changed live by `set`, reported by `stats`, `top` and `status`,
 // and a VE that sees its own size in /proc and through sysinfo(2).
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -175,9 +176,35 @@ TEST_F(ResourcesTest, SetChangesLimitsLiveAndTheySurviveRestart) {
   EXPECT_LE(std::stoi(cgroup_file("live", "pids", "pids.current")), 20);
   (void)forks;
 
+  // Block I/O throttles go to the first block device the host has (vda here).
+  std::string disk;
+  for (const char* d : {"/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda"}) {
+    struct stat st {};
+    if (::stat(d, &st) == 0 && S_ISBLK(st.st_mode)) {
+      disk = d;
+      break;
+    }
+  }
+  std::string throttle;
+  if (!disk.empty()) {
+    auto io = k.run(
+        {"set", "live", "--device-read-bps", disk + ":1M", "--device-write-iops", disk + ":100"});
+    ASSERT_EQ(io.exit_code, 0) << io;
+    struct stat st {};
+    ::stat(disk.c_str(), &st);
+    throttle = std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+    EXPECT_EQ(cgroup_file("live", "blkio", "blkio.throttle.read_bps_device"),
+              throttle + " 1048576");
+    EXPECT_EQ(cgroup_file("live", "blkio", "blkio.throttle.write_iops_device"), throttle + " 100");
+  }
+
   auto restart = k.run({"restart", "--timeout", "1", "live"});
   ASSERT_EQ(restart.exit_code, 0) << restart;
   check_files();
+  if (!throttle.empty()) {
+    EXPECT_EQ(cgroup_file("live", "blkio", "blkio.throttle.read_bps_device"),
+              throttle + " 1048576");
+  }
   auto status = k.status("live");
   EXPECT_EQ(status["limits"]["memory"], 96 << 20) << status;
   EXPECT_EQ(status["limits"]["pids"], 20) << status;
