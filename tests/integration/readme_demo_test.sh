@@ -12,6 +12,12 @@ tmp=$(mktemp -d /tmp/kapsel-demo.XXXXXX)
 export KAPSEL_ROOT=$tmp/root KAPSEL_RUN_DIR=$tmp/run KAPSEL_CGROUP_PARENT=kapsel-demo-$$
 cleanup() {
   "$kapsel" destroy --force demo >/dev/null 2>&1 || true
+  # The run dir's /proc service (shared by all VEs of a run dir, like lxcfs) outlives the VE.
+  if [[ -f $tmp/run/procfs.pid ]]; then
+    kill "$(cut -d' ' -f1 "$tmp/run/procfs.pid")" 2>/dev/null || true
+    sleep 0.5
+  fi
+  umount -l "$tmp/run/procfs" 2>/dev/null || true
   rm -rf "$tmp"
   for d in /sys/fs/cgroup/*/"$KAPSEL_CGROUP_PARENT"; do rmdir "$d" 2>/dev/null || true; done
 }
@@ -37,7 +43,8 @@ if ls -d /sys/fs/cgroup/*/"$KAPSEL_CGROUP_PARENT"/demo 2>/dev/null; then
   echo "FAIL: cgroups remain"
   exit 1
 fi
-if grep -q "$tmp" /proc/*/mountinfo 2>/dev/null; then
+# (The shared /proc service's own mount is no VE's: it stays, like lxcfs, for the next VE.)
+if grep -h "$tmp" /proc/*/mountinfo 2>/dev/null | grep -qv " $tmp/run/procfs "; then
   echo "FAIL: mounts remain"
   exit 1
 fi
