@@ -35,7 +35,7 @@ expect '^ +1 root +init'
 expect '^demo +container +running +[0-9]+ '
 expect '^stopped VE demo'
 expect '^state: +stopped'
-expect '^last exit: halted'
+expect '^last exit: +halted'
 expect '^destroyed VE demo'
 # Nothing is left: no VE, no cgroup, no mount.
 [[ -z $("$kapsel" list --json | tr -d '[] \n') ]] || { echo "FAIL: VEs remain"; exit 1; }
