@@ -1,6 +1,7 @@
 // Timing trace for finding where a command spends its time: with KAPSEL_TRACE=1 in the
-// environment, each trace point prints "kapsel-trace <pid> <monotonic ms> <what>" to stderr
-// (the monitor's stderr is /dev/null, so it appends to /tmp/kapsel-trace.log instead).
+// environment, each trace point appends "kapsel-trace <pid> <real-time ms> <what>" to
+// /tmp/kapsel-trace.log (the monitor's stderr is /dev/null). Points inside a VE after its
+// pivot_root land in the VE's /tmp instead.
 #pragma once
 
 namespace kapsel::trace {

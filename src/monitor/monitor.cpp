@@ -95,8 +95,13 @@ int supervise(const Supervision& s) {
       struct signalfd_siginfo si {};
       while (::read(sfd, &si, sizeof si) == sizeof si) {
         if (si.ssi_signo == SIGCHLD) continue;
+        // A kill is sent before the stop is recorded: the record only says what is under way,
+        // and the VE is gone sooner. A halt is recorded first, so that `status` says
+        // "stopping" for as long as init takes to shut down.
+        bool kill = si.ssi_signo == kKillRequestSignal;
+        if (kill) ::kill(s.init, SIGKILL);
         if (s.on_stop_request) s.on_stop_request();
-        ::kill(s.init, si.ssi_signo == kKillRequestSignal ? SIGKILL : s.halt_signal);
+        if (!kill) ::kill(s.init, s.halt_signal);
       }
     }
     if (fds[1].revents & POLLIN) {

@@ -214,11 +214,16 @@ Result<std::vector<sock_filter>> filter_program() {
 }
 
 Result<UniqueFd> install_listener() {
-  if (!user_notification_supported())
-    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.0 or later)");
   auto program = filter_program();
   if (!program) return tl::unexpected(program.error());
-  struct sock_fprog fprog = {static_cast<unsigned short>(program->size()), program->data()};
+  return install_listener(*program);
+}
+
+Result<UniqueFd> install_listener(const std::vector<sock_filter>& program) {
+  if (!user_notification_supported())
+    return sys_fail(errno, "the kernel lacks seccomp user notification (Linux 5.0 or later)");
+  struct sock_fprog fprog = {static_cast<unsigned short>(program.size()),
+                             const_cast<sock_filter*>(program.data())};
 
   // The kernel takes it from a process with no_new_privs or CAP_SYS_ADMIN in its user
   // namespace, and gives one listener per process (EBUSY if a filter of this process has one).

@@ -56,6 +56,9 @@ namespace kapsel::procfs {
 // Fails with EBUSY if the process already has a filter with a listener (the kernel allows one
 // per process: a VE cannot run a nested runtime that uses user notification itself).
 [[nodiscard]] Result<UniqueFd> install_listener();
+// The same with the program filter_program() built earlier (a VE's monitor builds it once, before
+// it clones init, and keeps it for `kapsel exec`: libseccomp takes ~0.4 ms to build it).
+[[nodiscard]] Result<UniqueFd> install_listener(const std::vector<sock_filter>& program);
 
 // Passes `fd` (a listener) over the Unix socket `sock` as SCM_RIGHTS, and receives it on the
 // other end. One fd per message, with a one-byte payload so that EOF is told apart.

@@ -140,8 +140,13 @@ Status Store::create_ve(const VeConfig& config) const {
     return fail(ErrorKind::exists, "a VE named '" + config.name + "' already exists");
   std::string tmp = paths_.root + "/ves/.new-" + config.name + "-" + std::to_string(::getpid());
   auto build = [&]() -> Status {
-    KAPSEL_TRY(fs::make_dirs(tmp + "/private/upper", 0755), "making private area");
-    KAPSEL_TRY(fs::make_dirs(tmp + "/private/work", 0700), "making private area");
+    if (config.ephemeral) {
+      // Its writable layer is a tmpfs in its own mount namespace (see the container driver).
+      KAPSEL_TRY(fs::make_dirs(tmp, 0700), "making the VE's directory");
+    } else {
+      KAPSEL_TRY(fs::make_dirs(tmp + "/private/upper", 0755), "making private area");
+      KAPSEL_TRY(fs::make_dirs(tmp + "/private/work", 0700), "making private area");
+    }
     json j = config;
     KAPSEL_TRY(
         fs::write_file_atomic(tmp + "/config.json", j.dump(2) + "\n", 0600, !config.ephemeral),

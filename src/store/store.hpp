@@ -1,13 +1,15 @@
 // The VE store owns kapsel's on-disk layout:
 //
 //   <root>/ves/<name>/config.json        the VE's configuration (persistent)
-//   <root>/ves/<name>/private/{upper,work} its writable layer over the template (overlayfs)
+//   <root>/ves/<name>/private/{upper,work} its writable layer over the template (overlayfs);
+//                                        none for an ephemeral VE (`run --rm`), which writes to a
+//                                        tmpfs in its own mount namespace
 //   <root>/ves/<name>/last-exit.json     how the VE last ended
 //   <root>/ves/<name>/console.log        what its init wrote to the console
 //   <root>/ves/<name>/oom.log            the OOM kills in it, one JSON object per line
 //   <root>/templates/<id>/               read-only templates (image::TemplateStore)
-//   <run>/ves/<name>/state.json          present while a monitor runs for the VE
-//   <run>/ves/<name>/rootfs/             the mount point of the VE's root inside its namespace
+//   <run>/ves/<name>/state.json          present while a monitor runs for the VE; the directory
+//                                        is the mount point of the VE's root in its namespace
 //   <run>/locks/<name>.lock              serialises commands on one VE
 //
 // <root> is /var/lib/kapsel and <run> is /run/kapsel unless overridden by --root/--run-dir or

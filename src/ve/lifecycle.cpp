@@ -118,6 +118,13 @@ Result<std::optional<store::RuntimeState>> Lifecycle::reconcile(const store::VeC
 
 Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
                                           const image::ProgressFn& progress) {
+  auto ve = create_locked(options, progress);
+  if (!ve) return tl::unexpected(ve.error());
+  return std::move(ve->config);
+}
+
+Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& options,
+                                                     const image::ProgressFn& progress) {
   KAPSEL_TRY(store::validate_name(options.name), "create");
   std::string hostname = options.hostname.empty() ? options.name : options.hostname;
   KAPSEL_TRY(validate_hostname(hostname), "create");
@@ -156,21 +163,28 @@ Result<store::VeConfig> Lifecycle::create(const CreateOptions& options,
   };
   auto config = build();
   // A failed create leaves nothing under the name, not even its lock file.
-  if (!config) store_.remove_lock(options.name, *lock);
-  return config;
+  if (!config) {
+    store_.remove_lock(options.name, *lock);
+    return tl::unexpected(config.error());
+  }
+  return LockedVe{std::move(*lock), std::move(*config)};
 }
 
 Status Lifecycle::start(const std::string& name) {
   auto ve = lock_existing(name);
   if (!ve) return tl::unexpected(ve.error());
-  auto running = reconcile(ve->config);
-  if (!running) return tl::unexpected(running.error());
-  if (*running) return already_up(name, (*running)->phase);
-  auto drv = driver_for(ve->config);
-  if (!drv) return tl::unexpected(drv.error());
-  auto state = (*drv)->start(ve->config, ve->lock);
+  auto state = start_locked(*ve);
   if (!state) return tl::unexpected(state.error());
   return {};
+}
+
+Result<store::RuntimeState> Lifecycle::start_locked(const LockedVe& ve) {
+  auto running = reconcile(ve.config);
+  if (!running) return tl::unexpected(running.error());
+  if (*running) return already_up(ve.config.name, (*running)->phase);
+  auto drv = driver_for(ve.config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->start(ve.config, ve.lock);
 }
 
 Status Lifecycle::stop_locked(const store::VeConfig& config, const driver::StopOptions& options) {
@@ -375,10 +389,18 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
   if (options.name.empty()) options.name = generated_name();
   options.ephemeral = remove;
   if (name_out) *name_out = options.name;
-  trace::point("run: creating");
-  auto config = create(options);
-  if (!config) return tl::unexpected(config.error());
-  trace::point("run: starting");
+  // The new VE stays locked from create to running, so no other command sees it half made;
+  // then the lock goes, so that a long command does not block `stop`.
+  store::VeConfig config;
+  Result<store::RuntimeState> state;
+  {
+    trace::point("run: creating");
+    auto created = create_locked(options, {});
+    if (!created) return tl::unexpected(created.error());
+    trace::point("run: starting");
+    config = created->config;
+    state = start_locked(*created);
+  }
   auto finish = [&]() -> Status {
     // The workload has ended, so there is nothing for init to shut down gracefully.
     if (remove) return destroy(options.name, /*force=*/true);
@@ -386,12 +408,13 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
     if (!st && st.error().kind == ErrorKind::state) return {};  // already stopped
     return st;
   };
-  if (auto st = start(options.name); !st) {
+  if (!state) {
     (void)finish();
-    return tl::unexpected(st.error());
+    return tl::unexpected(state.error());
   }
   trace::point("run: exec");
-  auto code = exec(options.name, request);
+  auto drv = driver_for(config);
+  auto code = drv ? (*drv)->exec(config, *state, request) : tl::unexpected(drv.error());
   trace::point("run: destroying");
   auto st = finish();
   trace::point("run: done");

@@ -93,6 +93,11 @@ class Lifecycle {
   [[nodiscard]] Result<std::optional<store::RuntimeState>> reconcile(const store::VeConfig& c);
   [[nodiscard]] Status stop_locked(const store::VeConfig& config,
                                    const driver::StopOptions& options);
+  // create() and start() with the lock held throughout, for run(): the new VE's lock is kept,
+  // and the started VE's state returned, so that nothing is read back that was just written.
+  [[nodiscard]] Result<LockedVe> create_locked(const CreateOptions& options,
+                                               const image::ProgressFn& progress);
+  [[nodiscard]] Result<store::RuntimeState> start_locked(const LockedVe& ve);
 
   store::Store& store_;
   driver::Context ctx_;

@@ -52,6 +52,7 @@ struct InitArgs {
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
   int notify_sock;    // where init sends the listener of its syscall filter to the monitor
+  const std::vector<sock_filter>* notify_program;  // that filter, built by the monitor
 };
 
 [[noreturn]] void init_fail(int error_fd, const Error& e) {
@@ -64,6 +65,7 @@ struct InitArgs {
 [[noreturn]] void container_init(const InitArgs& a) {
   // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  trace::point("init: cloned");
   // The root file system is built while the monitor creates the VE's cgroups and moves this
   // process into them: the two take about as long, and run side by side on two CPUs.
   if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
@@ -75,7 +77,7 @@ struct InitArgs {
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
   // Last of the set-up: from here on sysinfo(2) and sched_getaffinity(2) are answered by the
   // monitor with the VE's own figures, for init and everything it starts.
-  auto listener = procfs::install_listener();
+  auto listener = procfs::install_listener(*a.notify_program);
   if (!listener) init_fail(a.error_fd, listener.error().context("virtualising sysinfo"));
   if (auto st = procfs::send_listener_fd(a.notify_sock, listener->get()); !st)
     init_fail(a.error_fd, st.error());
@@ -216,6 +218,34 @@ Result<UniqueFd> listen_for_listeners(const proc::ProcessRef& monitor) {
   return fd;
 }
 
+// The files that make a VE's identity, shadowing the template's copies in its private layer:
+// paths relative to the VE's root, and their contents.
+std::vector<std::pair<std::string, std::string>> identity_files(const store::VeConfig& config) {
+  return {
+      {"etc/hostname", config.hostname + "\n"},
+      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" +
+                        config.hostname + "\n"}};
+}
+
+// The monitor's copy of the syscall filter's program in its VE's run directory, for exec.
+constexpr const char* kNotifyProgramFile = "notify.bpf";
+
+std::string program_bytes(const std::vector<sock_filter>& program) {
+  return std::string(reinterpret_cast<const char*>(program.data()),
+                     program.size() * sizeof(sock_filter));
+}
+
+// The program the monitor left for exec, or a new one if it is missing or damaged.
+Result<std::vector<sock_filter>> load_notify_program(const std::string& run_dir) {
+  auto bytes = fs::read_file(run_dir + "/" + kNotifyProgramFile);
+  if (!bytes || bytes->empty() || bytes->size() % sizeof(sock_filter) != 0 ||
+      bytes->size() / sizeof(sock_filter) > BPF_MAXINSNS)
+    return procfs::filter_program();
+  std::vector<sock_filter> program(bytes->size() / sizeof(sock_filter));
+  std::memcpy(program.data(), bytes->data(), bytes->size());
+  return program;
+}
+
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -225,18 +255,13 @@ int exit_code_of(int status) {
 }  // namespace
 
 Status ContainerDriver::create(const store::VeConfig& config) {
+  // An ephemeral VE has no private area on disk: its init writes these into its tmpfs.
+  if (config.ephemeral) return {};
   // Per-VE identity files go into the private layer, shadowing the template's copies.
-  std::string etc = ctx_.store().ve_dir(config.name) + "/private/upper/etc";
-  KAPSEL_TRY(fs::make_dirs(etc, 0755), "preparing /etc");
-  KAPSEL_TRY(
-      fs::write_file_atomic(etc + "/hostname", config.hostname + "\n", 0644, !config.ephemeral),
-      "writing /etc/hostname");
-  std::string hosts =
-      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-      "127.0.1.1\t" +
-      config.hostname + "\n";
-  KAPSEL_TRY(fs::write_file_atomic(etc + "/hosts", hosts, 0644, !config.ephemeral),
-             "writing /etc/hosts");
+  std::string upper = ctx_.store().ve_dir(config.name) + "/private/upper";
+  KAPSEL_TRY(fs::make_dirs(upper + "/etc", 0755), "preparing /etc");
+  for (const auto& [path, content] : identity_files(config))
+    KAPSEL_TRY(fs::write_file_atomic(upper + "/" + path, content, 0644), "writing /" + path);
   return {};
 }
 
@@ -250,7 +275,9 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   auto cg = ctx_.cgroups();
   if (!cg) return tl::unexpected(cg.error());
   KAPSEL_TRY((*cg)->check(config.limits), "starting VE " + config.name);
-  KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name) + "/rootfs", 0700),
+  // The runtime directory is also where init mounts the VE's root, in its own mount namespace
+  // only (a directory less to make and remove on every start).
+  KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name), 0700),
              "preparing runtime directory");
 
   // The /proc service of this run dir, started by the first VE. Without it (no FUSE on this
@@ -258,6 +285,7 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   std::optional<proc::ProcessRef> procfs_service;
   if (auto svc = procfs::ensure_service(ctx_.store().paths(), proc::self_exe())) {
     procfs_service = *svc;
+    trace::point("start: /proc service ready");
   } else {
     trace::point("start: no /proc service");
   }
@@ -269,9 +297,11 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   // One fork, no double fork: the monitor starts a session of its own, and when this command
   // exits it is reparented to the host's init, which reaps it. (A fork costs ~1.5 ms on the
   // machines kapsel is built on, and start-up is measured.)
+  trace::point("start: forking the monitor");
   pid_t monitor = ::fork();
   if (monitor < 0) return errno_fail("forking the monitor");
   if (monitor == 0) {
+    trace::point("monitor: forked");
     report_read.reset();
     // The monitor keeps two descriptors of this command's, at fixed numbers, and nothing else
     // (anything more could leak into the VE): the report pipe as 3 and the VE's lock as 4. It
@@ -330,42 +360,35 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     ::_exit(1);
   };
 
-  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
-  auto notify_listen = listen_for_listeners(state.monitor);
-  if (!notify_listen) fail_start(notify_listen.error());
-  // Connections from `kapsel exec` that have yet to send their listener: polled, never waited
-  // for, so a stuck or killed exec cannot stall the monitor.
-  std::vector<UniqueFd> notify_pending;
   auto cgr = ctx_.cgroups();
   if (!cgr) fail_start(cgr.error());
   cg = *cgr;
 
+  // Only what init needs is made before it is cloned; the rest of the monitor's set-up is done
+  // while init builds its root file system, which takes longer (see launch).
   std::string slave_path;
   UniqueFd slave;
   auto master = open_console(slave_path, slave);
   if (!master) fail_start(master.error());
-  // An ephemeral VE (run --rm) is gone with its files when it ends: no console log to keep.
-  std::string log_path = store.ve_dir(name) + "/console.log";
-  UniqueFd log(config.ephemeral
-                   ? -1
-                   : ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  auto notify_program = procfs::filter_program();
+  if (!notify_program) fail_start(notify_program.error().context("virtualising sysinfo"));
 
   InitArgs args;
   std::string ve_dir = store.ve_dir(name);
   args.rootfs = RootfsSpec{tmpl.rootfs,
                            ve_dir + "/private/upper",
                            ve_dir + "/private/work",
-                           store.ve_run_dir(name) + "/rootfs",
+                           store.ve_run_dir(name),
                            slave_path,
                            config.ephemeral,
+                           config.ephemeral ? identity_files(config)
+                                            : std::vector<std::pair<std::string, std::string>>{},
                            procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
                            name};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
+  args.notify_program = &*notify_program;
 
-  // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
-  // boot and again when init asks for a reboot.
-  bool cgroups_ready = false;
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
   if (!host_time) fail_start(errno_fail("opening the host's time namespace").value());
   // Answers sysinfo(2) and sched_getaffinity(2) for the VE from its cgroups (see
@@ -378,6 +401,50 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     auto age = procfs::init_age_seconds(child, host->uptime_s);
     return procfs::make_view(*stats, *host, age.value_or(0));
   });
+  // Made at the first boot, while init builds its root file system:
+  UniqueFd notify_listen;  // where `kapsel exec` hands over its commands' listeners
+  UniqueFd log;            // the console log
+  std::optional<monitor::OomWatch> oom;
+  bool cgroups_ready = false;
+  auto first_boot_setup = [&] {
+    // Recorded before the cgroups are made, so that whoever finds this monitor dead knows
+    // which cgroups to remove.
+    if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+    auto listen = listen_for_listeners(state.monitor);
+    if (!listen) fail_start(listen.error());
+    notify_listen = std::move(*listen);
+    // exec loads the same program; libseccomp need not build it again for every command.
+    if (auto st = fs::write_file_atomic(store.ve_run_dir(name) + "/" + kNotifyProgramFile,
+                                        program_bytes(*notify_program), 0600, false);
+        !st)
+      fail_start(st.error());
+    // An ephemeral VE (run --rm) is gone with its files when it ends: no console log to keep.
+    if (!config.ephemeral) {
+      std::string log_path = store.ve_dir(name) + "/console.log";
+      log.reset(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    }
+    // The cgroups are made once and kept across reboots; the limits are in force before the
+    // first process joins.
+    auto made = cg->create(name);
+    if (made) made = cg->apply(name, config.limits);
+    if (!made) return made;
+    cgroups_ready = true;
+    // OOM kills are recorded with their victim. A host without a memory controller (or
+    // without /dev/kmsg) has none to report, which is no reason to fail the VE.
+    if (auto event = cg->watch_oom(name)) {
+      auto w = monitor::OomWatch::open(
+          std::move(*event), cg->memory_cgroup_path(name),
+          [&](const store::OomEvent& e) { (void)store.append_oom_event(name, e); });
+      if (w) oom.emplace(std::move(*w));
+    }
+    return made;
+  };
+  // Connections from `kapsel exec` that have yet to send their listener: polled, never waited
+  // for, so a stuck or killed exec cannot stall the monitor.
+  std::vector<UniqueFd> notify_pending;
+
+  // Clones init into fresh namespaces and waits until it has been exec'd. Used for the first
+  // boot and again when init asks for a reboot.
   auto launch = [&]() {
     if (!slave) slave.reset(::open(slave_path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
     int sync_pipe[2], error_pipe[2];
@@ -397,6 +464,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     trace::point("monitor: cloning init");
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again.
     if (auto st = new_time_namespace(); !st) fail_start(st.error());
+    trace::point("monitor: time namespace made");
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                                   CLONE_NEWNET);
     if (child == 0) {
@@ -410,23 +478,17 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (::setns(host_time.get(), CLONE_NEWTIME) != 0)
       fail_start(errno_fail("returning to the host's time namespace").value());
     if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
+    trace::point("monitor: init cloned");
     sync_read.reset();
     error_write.reset();
     notify_init.reset();
     // Only init holds the console now, so the master sees a hangup when init's side closes.
     slave.reset();
 
-    // While the child builds its root file system: the cgroups (made once, kept across
-    // reboots) and the child in them.
-    auto joined = cgroups_ready ? cg->attach(name, child) : cg->create(name);
-    if (joined && !cgroups_ready) {
-      // The limits are in force before the first process joins.
-      joined = cg->apply(name, config.limits);
-      if (joined) {
-        cgroups_ready = true;
-        joined = cg->attach(name, child);
-      }
-    }
+    // While the child builds its root file system: the rest of the set-up, and the child
+    // into its cgroups.
+    Status joined = cgroups_ready ? Status{} : first_boot_setup();
+    if (joined) joined = cg->attach(name, child);
     if (!joined) {
       // A child that failed on its own has the better explanation in the error pipe.
       ::kill(child, SIGKILL);
@@ -487,15 +549,6 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       if (auto fd = proc::open_pidfd(*svc)) service_pidfd = std::move(*fd);
     }
   };
-  // OOM kills are recorded with their victim. A host without a memory controller (or without
-  // /dev/kmsg) has none to report, which is no reason to fail the VE.
-  std::optional<monitor::OomWatch> oom;
-  if (auto event = cg->watch_oom(name)) {
-    auto w = monitor::OomWatch::open(
-        std::move(*event), cg->memory_cgroup_path(name),
-        [&](const store::OomEvent& e) { (void)store.append_oom_event(name, e); });
-    if (w) oom.emplace(std::move(*w));
-  }
   monitor::Supervision supervision;
   supervision.console_master = master->get();
   supervision.console_log = log.get();
@@ -504,8 +557,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   supervision.watches = [&] {
     std::vector<monitor::Watch> w;
     for (int fd : syscalls.fds()) w.push_back({fd, [&syscalls, fd] { (void)syscalls.handle(fd); }});
-    w.push_back({notify_listen->get(), [&] {
-                   UniqueFd conn(::accept4(notify_listen->get(), nullptr, nullptr,
+    w.push_back({notify_listen.get(), [&] {
+                   UniqueFd conn(::accept4(notify_listen.get(), nullptr, nullptr,
                                            SOCK_CLOEXEC | SOCK_NONBLOCK));
                    struct ucred peer {};
                    socklen_t len = sizeof peer;
@@ -558,8 +611,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   // Whatever else joined the cgroups goes with them.
   trace::point("monitor: init ended");
   (void)cg->destroy(name);
+  trace::point("monitor: cgroups removed");
   (void)store.clear_runtime(name);
+  trace::point("monitor: runtime dir removed");
   (void)store.save_exit(name, rec);
+  trace::point("monitor: exit recorded");
   ::_exit(0);
 }
 
@@ -590,9 +646,16 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
   if (options.once_down) {
     // init's pidfd turns readable only after the kernel has killed the rest of its pid
     // namespace and every process of the VE has exited, so its mounts are gone too.
-    if (!init || proc::wait_pidfd(init->get(), 10000)) options.once_down();
+    if (!init || proc::wait_pidfd(init->get(), 10000)) {
+      trace::point("stop: the VE's processes are gone");
+      options.once_down();
+      trace::point("stop: once_down done");
+    }
   }
-  if (monitor_done(10000)) return finish();
+  if (monitor_done(10000)) {
+    trace::point("stop: monitor gone");
+    return finish();
+  }
   // A monitor that does not react in time is stuck: do its job.
   if (init) (void)proc::signal_pidfd(init->get(), SIGKILL);
   (void)proc::signal_pidfd(monitor->get(), SIGKILL);
@@ -614,12 +677,13 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // they are for everything its init starts: the child loads the filter and sends the monitor
   // its listener over this connection (made now, from the host's network namespace). Without a
   // monitor to answer, the command sees the host's figures.
+  trace::point("exec: cgroups opened");
   UniqueFd notify(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   std::vector<sock_filter> filter;
   if (notify) {
     socklen_t len = 0;
     auto addr = notify_address(state.monitor, len);
-    auto program = procfs::filter_program();
+    auto program = load_notify_program(ctx_.store().ve_run_dir(config.name));
     if (program && ::connect(notify.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) {
       filter = std::move(*program);
     } else {
@@ -628,6 +692,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   }
   struct sock_fprog fprog = {static_cast<unsigned short>(filter.size()), filter.data()};
 
+  trace::point("exec: filter built");
   NamespaceSnapshot host;
   KAPSEL_TRY(host.save(), "exec");
   // One atomic setns through the pidfd: no window in which the pid could be reused. The pid
@@ -737,6 +802,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     }
     child_fail(run_msg, err, err == ENOENT ? 127 : 126);
   }
+  trace::point("exec: command running");
   {
     int fork_errno = errno;
     KAPSEL_TRY(host.restore(), "exec");

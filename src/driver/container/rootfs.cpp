@@ -10,6 +10,7 @@
 #include <array>
 
 #include "common/fs.hpp"
+#include "common/trace.hpp"
 #include "common/unique_fd.hpp"
 #include "procfs/procfs_service.hpp"
 
@@ -94,14 +95,36 @@ Status pivot(const std::string& root) {
   return {};
 }
 
+Status mount_overlay(const RootfsSpec& spec) {
+  std::string upper = spec.upper;
+  std::string work = spec.work;
+  if (spec.tmpfs_upper) {
+    // Mounted on the target itself, where the overlay then stacks on top of it: overlayfs keeps
+    // a private reference to its upper layer, so the tmpfs lives exactly as long as the
+    // overlay. No nodev or nosuid: the upper layer is checked on access like ext4 would be.
+    KAPSEL_TRY(do_mount("tmpfs", spec.target, "tmpfs", 0, "mode=0755"), "private layer");
+    upper = spec.target + "/upper";
+    work = spec.target + "/work";
+    KAPSEL_TRY(ensure_dir(upper, 0755), "private layer");
+    KAPSEL_TRY(ensure_dir(work, 0700), "private layer");
+    for (const auto& [path, content] : spec.upper_files) {
+      std::string file = upper + "/" + path;
+      KAPSEL_TRY(fs::make_dirs(file.substr(0, file.rfind('/')), 0755), "private layer");
+      KAPSEL_TRY(fs::write_file_atomic(file, content, 0644, /*sync=*/false), "private layer");
+    }
+  }
+  std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + upper + ",workdir=" + work;
+  return do_mount("overlay", spec.target, "overlay", 0, opts);
+}
+
 }  // namespace
 
 Status setup_rootfs(const RootfsSpec& spec) {
   // Nothing done in this namespace may propagate back to the host.
   KAPSEL_TRY(do_mount("none", "/", nullptr, MS_REC | MS_PRIVATE), "making mounts private");
-  std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + spec.upper + ",workdir=" + spec.work;
-  if (spec.volatile_upper) opts += ",volatile";
-  KAPSEL_TRY(do_mount("overlay", spec.target, "overlay", 0, opts), "overlay");
+  trace::point("init: private");
+  KAPSEL_TRY(mount_overlay(spec), "overlay");
+  trace::point("init: overlay");
   const std::string& root = spec.target;
   KAPSEL_TRY(ensure_dir(root + "/proc", 0555), "proc");
   KAPSEL_TRY(do_mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC), "proc");
@@ -111,8 +134,11 @@ Status setup_rootfs(const RootfsSpec& spec) {
       "sys");
   // A VE whose service cannot serve it still starts, with the kernel's figures: the service
   // is a view, not something the VE's programs depend on.
+  trace::point("init: proc sys");
   if (!spec.procfs_mount.empty()) (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, root);
+  trace::point("init: procfs binds");
   if (auto st = setup_dev(root, spec.console); !st) return st;
+  trace::point("init: mounts ready");
   return pivot(root);
 }
 

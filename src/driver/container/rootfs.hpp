@@ -5,18 +5,26 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/error.hpp"
 
 namespace kapsel::driver::container {
 
 struct RootfsSpec {
-  std::string lower;            // the template's read-only tree
-  std::string upper;            // the VE's private writable layer
-  std::string work;             // overlayfs work directory (same file system as upper)
-  std::string target;           // mount point for the VE's root
-  std::string console;          // host path of the pty slave that becomes /dev/console
-  bool volatile_upper = false;  // skip syncs for ephemeral VEs (overlayfs "volatile")
+  std::string lower;    // the template's read-only tree
+  std::string upper;    // the VE's private writable layer
+  std::string work;     // overlayfs work directory (same file system as upper)
+  std::string target;   // mount point for the VE's root
+  std::string console;  // host path of the pty slave that becomes /dev/console
+  // An ephemeral VE (`run --rm`) writes to a tmpfs instead of `upper`, mounted only in its own
+  // namespace (systemd-nspawn's --volatile=overlay): it is gone with the VE, with nothing on
+  // disk to remove, and its pages are charged to the VE's memory cgroup. `upper_files` (path
+  // relative to the VE's root, content) are written into it first, as create() writes them
+  // into a VE's private area on disk.
+  bool tmpfs_upper = false;
+  std::vector<std::pair<std::string, std::string>> upper_files;
   // The /proc service's mount point and the VE's name in it: its files are bound over the
   // kernel's /proc and /sys files (procfs::bind_into). Empty: the VE sees the kernel's.
   std::string procfs_mount;
