@@ -50,12 +50,9 @@ export KAPSEL_ROOT=$work/root KAPSEL_RUN_DIR=$work/run KAPSEL_CGROUP_PARENT=kaps
 lxcfs_pid=""
 cleanup() {
   for ((i = 0; i < ves; i++)); do "$kapsel" -q destroy --force "idle$i" 2>/dev/null || true; done
-  if [[ -f $KAPSEL_RUN_DIR/procfs.pid ]]; then
-    kill "$(cut -d' ' -f1 "$KAPSEL_RUN_DIR/procfs.pid")" 2>/dev/null || true
-  fi
+  "$kapsel" procfs-service --stop 2>/dev/null || true
   [[ -n $lxcfs_pid ]] && kill "$lxcfs_pid" 2>/dev/null || true
   sleep 0.5
-  umount -l "$KAPSEL_RUN_DIR/procfs" 2>/dev/null || true
   umount -l "$work/lxcfs" 2>/dev/null || true
   for d in /sys/fs/cgroup/*/"$KAPSEL_CGROUP_PARENT"; do rmdir "$d" 2>/dev/null || true; done
   rm -rf "$work"

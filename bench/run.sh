@@ -88,6 +88,7 @@ cleanup() {
   for c in $("$runc" --root "$work/runc" list -q 2>/dev/null); do
     "$runc" --root "$work/runc" delete -f "$c" >/dev/null 2>&1
   done
+  "$kapsel" procfs-service --stop >/dev/null 2>&1
   findmnt -rn -o TARGET | grep -F "$work/" | sort -r | xargs -r -n1 umount -l 2>/dev/null
   tagged_cgroups | xargs -r rmdir 2>/dev/null
   # --one-file-system: never follow a mount that is still there into the host's files.
@@ -164,6 +165,10 @@ bench_args=(--cases "$work/cases.json" --runs "$runs" --warmup "$warmup" --save 
 ((json)) && bench_args+=(--json)
 KAPSEL_BENCH_TAG=$tag "$bench" "${bench_args[@]}"
 [[ -z $save ]] || cp "$work/result.json" "$save"
+
+# kapsel's /proc service, shared by the VEs of a run dir like lxcfs, stays for a minute after
+# the last VE has stopped; it is stopped here, and whatever it fails to remove shows below.
+"$kapsel" procfs-service --stop
 
 # Leak check: the tools must have removed what they made. kapsel's own cgroup parent directories
 # (/sys/fs/cgroup/*/$tag) are expected to stay, empty, until the cleanup removes them.

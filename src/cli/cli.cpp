@@ -635,11 +635,19 @@ int run(int argc, char** argv) {
   });
 
   // procfs-service: the /proc service of a run dir, started by `kapsel start` (hidden: not for
-  // people to run).
+  // people to run). It exits by itself a minute after the last VE of its run dir has stopped;
+  // --stop ends it at once (for scripts that check for leftover mounts, or before an upgrade).
   auto* procfs_cmd = app.add_subcommand("procfs-service", "Serve the VEs' virtual /proc files");
   procfs_cmd->group("");
-  procfs_cmd->callback(
-      [&] { action = [&] { return procfs::serve(store::Paths::resolve(g.root, g.run_dir)); }; });
+  bool procfs_stop = false;
+  procfs_cmd->add_flag("--stop", procfs_stop, "Stop the service of the run dir and unmount it");
+  procfs_cmd->callback([&] {
+    action = [&] {
+      auto paths = store::Paths::resolve(g.root, g.run_dir);
+      if (!procfs_stop) return procfs::serve(paths);
+      return report(procfs::stop_service(paths));
+    };
+  });
 
   // Everything after the first "--" is the command for exec/run, taken before CLI11 sees it:
   // a command's own flags ("sh -c ...") must never be read as kapsel's.

@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,11 +16,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -365,6 +369,31 @@ bool is_mounted(const std::string& mnt, const std::string& parent) {
   return a.stx_dev_major != b.stx_dev_major || a.stx_dev_minor != b.stx_dev_minor;
 }
 
+// Whether any VE of the run dir is up: each running VE has its runtime directory.
+bool any_ve_runs(const store::Paths& paths) {
+  DIR* dir = ::opendir((paths.run_dir + "/ves").c_str());
+  if (!dir) return false;
+  bool found = false;
+  while (struct dirent* ent = ::readdir(dir)) {
+    if (ent->d_name[0] != '.') {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// How long the service stays without VEs before it exits: a minute, or KAPSEL_PROCFS_IDLE_EXIT
+// seconds (for tests).
+std::chrono::milliseconds idle_exit_after() {
+  if (const char* v = std::getenv("KAPSEL_PROCFS_IDLE_EXIT")) {
+    double seconds = std::strtod(v, nullptr);
+    if (seconds > 0) return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+  }
+  return std::chrono::minutes(1);
+}
+
 std::optional<proc::ProcessRef> read_pid_file(const store::Paths& paths) {
   auto text = fs::read_file(pid_path(paths));
   if (!text) return std::nullopt;
@@ -501,8 +530,11 @@ int serve(const store::Paths& paths) {
   if (auto st = fs::make_dirs(mnt, 0755); !st) return complain(st.error().message);
 
   FileSystem file_system(paths);
-  const char* argv[] = {"kapsel-procfs", "-o",
-                        "allow_other,default_permissions,ro,fsname=kapsel-procfs,subtype=kapsel"};
+  // Read-only, nosuid, nodev (libfuse's default) and noexec: the per-mount flags every bind of
+  // a file into a VE copies, so that binding needs no remount.
+  const char* argv[] = {
+      "kapsel-procfs", "-o",
+      "allow_other,default_permissions,ro,noexec,fsname=kapsel-procfs,subtype=kapsel"};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   std::unique_ptr<fuse_session, void (*)(fuse_session*)> session(
       fuse_session_new(&args, &FileSystem::ops(), sizeof(fuse_lowlevel_ops), &file_system),
@@ -528,32 +560,71 @@ int serve(const store::Paths& paths) {
     return complain("installing signal handlers failed");
   }
 
-  // The load sampler; it blocks the stop signals, so they reach the thread that runs the loop.
+  // Written once the mount is there: ensure_service() waits for both.
+  std::string pid_text;
+  if (auto self = proc::ref(::getpid()))
+    pid_text = std::to_string(self->pid) + " " + std::to_string(self->start_time) + "\n";
+  auto write_pid_file = [&] {
+    if (::ftruncate(pid_file.get(), 0) != 0 ||
+        ::pwrite(pid_file.get(), pid_text.data(), pid_text.size(), 0) !=
+            static_cast<ssize_t>(pid_text.size()))
+      complain(errno_fail("writing " + pid_path(paths)).value().message);
+  };
+
+  // The housekeeper samples the load averages and ends the service once no VE has run for
+  // kIdleExit: nothing of kapsel's stays on a host that has stopped using it. The decision is
+  // taken under procfs.lock, which it then keeps until the process exits, with procfs.pid
+  // emptied before the last look for VEs: a `kapsel start` makes its VE's runtime directory
+  // before it looks for the service, so either this look sees the VE, or the start sees no
+  // service and, once the lock is free, starts a new one.
+  const auto idle_exit = idle_exit_after();
+  UniqueFd exit_lock;
   std::mutex sampler_mutex;
   std::condition_variable sampler_wake;
   bool sampler_stop = false;
   sigset_t old_mask;
+  // It blocks the stop signals, so they reach the thread that runs the loop.
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   std::thread sampler([&] {
+    using Clock = std::chrono::steady_clock;
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(LoadAverage::kSampleIntervalS));
+    const auto tick = std::min<Clock::duration>(interval, idle_exit);
+    auto next_sample = Clock::now() + interval;
+    bool idle = false;  // no VE since idle_since
+    Clock::time_point idle_since;
     std::unique_lock lock(sampler_mutex);
-    const auto interval = std::chrono::duration<double>(LoadAverage::kSampleIntervalS);
-    while (!sampler_wake.wait_for(lock, interval, [&] { return sampler_stop; })) {
+    while (!sampler_wake.wait_for(lock, tick, [&] { return sampler_stop; })) {
       lock.unlock();
-      file_system.files().sample_loads();
+      auto now = Clock::now();
+      if (now >= next_sample) {
+        file_system.files().sample_loads();
+        next_sample += interval;
+      }
+      if (any_ve_runs(paths)) {
+        idle = false;
+      } else if (!idle) {
+        idle = true;
+        idle_since = now;
+      } else if (now - idle_since >= idle_exit) {
+        idle = false;
+        if (auto held = take_lock(paths)) {
+          (void)::ftruncate(pid_file.get(), 0);
+          if (!any_ve_runs(paths)) {
+            exit_lock = std::move(*held);
+            ::kill(::getpid(), SIGTERM);  // ends the loop, like `kapsel procfs-service --stop`
+            lock.lock();
+            break;
+          }
+          write_pid_file();
+        }
+      }
       lock.lock();
     }
   });
   ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ::pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
-
-  // Written once the mount is there: ensure_service() waits for both.
-  std::string pid_text;
-  if (auto self = proc::ref(::getpid()))
-    pid_text = std::to_string(self->pid) + " " + std::to_string(self->start_time) + "\n";
-  if (::ftruncate(pid_file.get(), 0) != 0 ||
-      ::pwrite(pid_file.get(), pid_text.data(), pid_text.size(), 0) !=
-          static_cast<ssize_t>(pid_text.size()))
-    complain(errno_fail("writing " + pid_path(paths)).value().message);
+  write_pid_file();
 
   // libfuse's defaults: a worker thread is started only when all are busy, up to its limit of
   // 10 at this API version, and none is stopped. (A max_idle_threads limit would make libfuse

@@ -20,10 +20,6 @@
 namespace kapsel::procfs {
 namespace {
 
-// Per-mount flags of every bound file: the files are read-only anyway; nothing on them may be
-// executed or act as a device or set-uid binary.
-constexpr unsigned long kBindFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-
 // The fstype mountinfo shows for the service's mounts ("fuse." + the subtype serve() gives).
 constexpr std::string_view kFsType = "fuse.kapsel";
 
@@ -132,14 +128,9 @@ Status bind_into(const std::string& mountpoint, const std::string& ve, const std
       undo();
       return e;
     }
+    // Read-only, nosuid, nodev and noexec like the service's own mount, from which a bind
+    // copies its flags.
     bound.push_back(target);
-    // Bind mounts take per-mount flags only from a remount.
-    if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | kBindFlags, nullptr) !=
-        0) {
-      auto e = errno_fail("making " + target + " read-only");
-      undo();
-      return e;
-    }
   }
   return {};
 }

@@ -47,13 +47,9 @@ Kapsel::~Kapsel() {
         for (const auto& ve : j) run({"destroy", "--force", ve["name"].get<std::string>()});
       }
     }
-    // The /proc service of this run dir (one per run dir, started by the first VE).
-    std::string pid_text = read_text(run_dir_ + "/procfs.pid");
-    if (pid_t pid = std::atoi(pid_text.c_str()); pid > 0) {
-      ::kill(pid, SIGTERM);
-      eventually([&] { return !process_alive(pid); }, 3000);
-    }
-    ::umount2((run_dir_ + "/procfs").c_str(), MNT_DETACH);
+    // The /proc service of this run dir (one per run dir, started by the first VE), which
+    // would stay for a minute after the last VE.
+    run({"procfs-service", "--stop"});
     for (const char* h : {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio",
                           "pids", "unified", "systemd", ""}) {
       std::string dir = std::string("/sys/fs/cgroup/") + h + "/" + cgroup_parent_;

@@ -12,12 +12,9 @@ tmp=$(mktemp -d /tmp/kapsel-demo.XXXXXX)
 export KAPSEL_ROOT=$tmp/root KAPSEL_RUN_DIR=$tmp/run KAPSEL_CGROUP_PARENT=kapsel-demo-$$
 cleanup() {
   "$kapsel" destroy --force demo >/dev/null 2>&1 || true
-  # The run dir's /proc service (shared by all VEs of a run dir, like lxcfs) outlives the VE.
-  if [[ -f $tmp/run/procfs.pid ]]; then
-    kill "$(cut -d' ' -f1 "$tmp/run/procfs.pid")" 2>/dev/null || true
-    sleep 0.5
-  fi
-  umount -l "$tmp/run/procfs" 2>/dev/null || true
+  # The run dir's /proc service (shared by all VEs of a run dir, like lxcfs) outlives the VE
+  # by a minute.
+  "$kapsel" procfs-service --stop >/dev/null 2>&1 || true
   rm -rf "$tmp"
   for d in /sys/fs/cgroup/*/"$KAPSEL_CGROUP_PARENT"; do rmdir "$d" 2>/dev/null || true; done
 }

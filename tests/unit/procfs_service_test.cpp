@@ -278,6 +278,30 @@ TEST_F(ProcfsService, StopLeavesNoMount) {
   EXPECT_TRUE(stop_service(paths_));
 }
 
+TEST_F(ProcfsService, ExitsOnceNoVeHasRunForItsIdleTime) {
+  ::setenv("KAPSEL_PROCFS_IDLE_EXIT", "0.3", 1);  // read by serve() in the forked service
+  start_service();
+  ::unsetenv("KAPSEL_PROCFS_IDLE_EXIT");
+  // A running VE keeps it, for many times its idle time.
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_TRUE(mounted_in_mountinfo(mnt_));
+  EXPECT_FALSE(read_text(mnt_ + "/t1/uptime").empty());
+
+  // Without one it exits by itself, cleanly, and takes its mount and pid file with it.
+  ASSERT_TRUE(store::Store(paths_).clear_runtime("t1"));
+  int status = 0;
+  pid_t reaped = 0;
+  for (auto deadline = Clock::now() + 5s; reaped == 0 && Clock::now() < deadline;) {
+    reaped = ::waitpid(service_, &status, WNOHANG);
+    if (reaped == 0) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(reaped, service_) << "the service is still running without VEs";
+  service_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(mounted_in_mountinfo(mnt_));
+  EXPECT_EQ(read_text(paths_.run_dir + "/procfs.pid"), "");
+}
+
 TEST_F(ProcfsService, ASecondServiceRefusesTheRunDir) {
   start_service();
   pid_t second = ::fork();
