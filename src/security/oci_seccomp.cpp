@@ -98,7 +98,8 @@ constexpr unsigned kMaxErrno = 4095;  // the kernel's MAX_ERRNO: larger is no er
 class Compiler {
  public:
   Result<std::vector<sock_filter>> compile(const json& profile);
-  [[nodiscard]] const JsonPath& error_path() const { return error_path_; }
+  // The value the last error is about; none for an error that is not the profile's.
+  [[nodiscard]] const std::optional<JsonPath>& error_path() const { return error_path_; }
 
  private:
   // A bad profile: "PATH: message".
@@ -126,7 +127,7 @@ class Compiler {
               scmp_filter_ctx ctx);
   Result<scmp_arg_cmp> condition(const json& arg, const JsonPath& path);
 
-  JsonPath error_path_;
+  std::optional<JsonPath> error_path_;
 };
 
 const char* type_name(const json& j) {
@@ -155,7 +156,7 @@ Result<const json*> Compiler::array_field(const json& obj, const JsonPath& path,
                                           bool required) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    if (required) return bad(path / key, "missing (an array)");
+    if (required) return bad(path / key, "missing (an array of system call names)");
     return nullptr;
   }
   if (!it->is_array())
@@ -166,7 +167,8 @@ Result<const json*> Compiler::array_field(const json& obj, const JsonPath& path,
 Result<std::uint32_t> Compiler::action(const json& obj, const JsonPath& path,
                                        const char* action_key, const char* errno_key) {
   auto it = obj.find(action_key);
-  if (it == obj.end()) return bad(path / action_key, std::string("missing (") + kActionList + ")");
+  if (it == obj.end())
+    return bad(path / action_key, std::string("missing (use ") + kActionList + ")");
   if (!it->is_string()) {
     return bad(path / action_key,
                std::string("must be a string, not ") + type_name(*it) + " (" + kActionList + ")");
@@ -267,7 +269,7 @@ Result<scmp_arg_cmp> Compiler::condition(const json& arg, const JsonPath& path) 
   if (!arg.is_object())
     return bad(path, std::string("must be an object {index, value, op}, not ") + type_name(arg));
   for (const char* key : {"index", "value", "op"})
-    if (!arg.contains(key)) return bad(path / key, "missing");
+    if (!arg.contains(key)) return bad(path / key, "missing (a condition has index, value and op)");
   auto index = unsigned_field(arg, path, "index", 5);  // six arguments at most
   if (!index) return tl::unexpected(index.error());
   auto value = unsigned_field(arg, path, "value", UINT64_MAX);
@@ -531,8 +533,11 @@ Result<std::vector<sock_filter>> compile_oci_seccomp_file(const std::string& pat
   auto program = compiler.compile(profile);
   if (!program) {
     Error e = program.error();
-    std::size_t line = line_of(text, Locator(text).find(compiler.error_path()));
-    e.message = path + ": line " + std::to_string(line) + ": " + e.message;
+    if (compiler.error_path()) {
+      std::size_t line = line_of(text, Locator(text).find(*compiler.error_path()));
+      e.message = "line " + std::to_string(line) + ": " + e.message;
+    }
+    e.message = path + ": " + e.message;
     return tl::unexpected(std::move(e));
   }
   return program;

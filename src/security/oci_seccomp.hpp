@@ -15,9 +15,9 @@
 //   ignoring them would allow what they restrict to a capability or an architecture.
 // Flags: SECCOMP_FILTER_FLAG_LOG, SPEC_ALLOW, TSYNC and WAIT_KILLABLE_RECV are accepted and have
 // no effect. They are load-time flags, not part of the program, and load_seccomp_program() passes
-// none: without LOG, actions other than ALLOW are logged only per the kernel's
-// actions_logged sysctl; without SPEC_ALLOW, speculative-store-bypass mitigation stays on
-// (safer); TSYNC is moot in the single-threaded processes that load the filter.
+// none: without LOG the kernel logs only the KILL and LOG actions (as its actions_logged sysctl
+// allows), not ERRNO, TRAP or TRACE; without SPEC_ALLOW the speculative store bypass mitigation
+// stays on (the safe side); TSYNC is moot in the single-threaded processes that load the filter.
 // A system call from an architecture the profile does not list kills the process: the profile
 // cannot judge a call whose numbers it was not written for.
 #pragma once

@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <filesystem>
 #include <initializer_list>
-#include <span>
 #include <system_error>
 
 #include "common/unique_fd.hpp"

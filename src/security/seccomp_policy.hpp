@@ -32,7 +32,7 @@ struct SeccompSpec {
 // file (a file named "default" is "./default"). A relative path is made absolute against the
 // current directory. The file is compiled once here, so that a bad profile is refused when the
 // VE is created rather than when it starts. Every error is ErrorKind::usage and starts with
-// "--seccomp VALUE: ".
+// "--seccomp FILE: " ("--seccomp /root/p.json: line 3: syscalls[0].action: unknown action ...").
 [[nodiscard]] Result<SeccompSpec> parse_seccomp_option(std::string_view value);
 
 // "default", "unconfined" or the file's path, for the VE's config and `status`;

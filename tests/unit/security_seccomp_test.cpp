@@ -87,6 +87,13 @@ struct ChildResult {
   int status = 0;  // from waitpid
 };
 
+// Ends a forked child with exit_group(2) itself: a sanitizer's _exit checks for leaks first,
+// with calls a strict profile refuses.
+[[noreturn]] void exit_child(int code) {
+  ::syscall(SYS_exit_group, code);
+  __builtin_unreachable();
+}
+
 // Runs `probe` in a forked child, after loading `program` with no_new_privs if there is one.
 ChildResult run_in_child(const std::vector<sock_filter>* program,
                          const std::function<Call()>& probe) {
@@ -96,12 +103,12 @@ ChildResult run_in_child(const std::vector<sock_filter>* program,
   if (pid == 0) {
     ::close(pipefd[0]);
     if (program != nullptr) {
-      if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ::_exit(120);
-      if (load_seccomp_program(*program) != 0) ::_exit(121);
+      if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) exit_child(120);
+      if (load_seccomp_program(*program) != 0) exit_child(121);
     }
     Call c = probe();
     ssize_t n = ::write(pipefd[1], &c, sizeof c);
-    ::_exit(n == static_cast<ssize_t>(sizeof c) ? 0 : 122);
+    exit_child(n == static_cast<ssize_t>(sizeof c) ? 0 : 122);
   }
   ::close(pipefd[1]);
   ChildResult r;
@@ -284,9 +291,12 @@ TEST(SeccompDefault, LetsOrdinaryCallsThrough) {
   for (const Probe& p : ordinary_probes()) {
     Call with = filtered(program, p.call);
     expect_same_outcome(p.name, with, unfiltered(p.call));
-    // chroot on a missing path fails; everything else works.
+    // chroot on a missing path fails (after the kernel's CAP_SYS_CHROOT check, so as root with
+    // ENOENT); everything else works.
     if (std::string_view(p.name).starts_with("chroot")) {
-      EXPECT_EQ(with.err, ENOENT) << describe(with);
+      if (is_root()) {
+        EXPECT_EQ(with.err, ENOENT) << describe(with);
+      }
     } else {
       EXPECT_GE(with.ret, 0) << p.name << " " << describe(with);
     }
@@ -666,9 +676,11 @@ TEST(SeccompOci, ArgumentConditions) {
 }
 
 TEST(SeccompOci, DefaultKillProcessKillsWithSigsys) {
+  // What the child does after its probe; ASan asks for the signal stack before a noreturn call.
   auto program = compile(json::parse(R"({
     "defaultAction": "SCMP_ACT_KILL_PROCESS",
-    "syscalls": [{"names": ["getpid", "write", "exit", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
+    "syscalls": [{"names": ["getpid", "write", "exit_group", "sigaltstack"],
+                  "action": "SCMP_ACT_ALLOW"}]
   })"));
   ChildResult r = run_in_child(&program, [] { return raw(SYS_getppid); });
   EXPECT_FALSE(r.reported);
@@ -821,6 +833,21 @@ TEST_F(SeccompFiles, ErrorsInAFileGiveItsLine) {
   EXPECT_TRUE(program.error().message.starts_with(
       path + ": line 7: syscalls[1].action: unknown action 'SCMP_ACT_FOO' (use "))
       << program.error().message;
+
+  // Strings with brackets and quotes, and an escaped key, do not throw the line off.
+  std::string tricky = write("tricky.json", R"({
+  "comment": "tricky } ] [ { \" chars",
+  "defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [
+    {"names": ["a\"b}"], "action": "SCMP_ACT_ALLOW", "args": []},
+    {"names": ["getppid"],
+     "\u0061ction": "SCMP_ACT_BAD"}
+  ]
+})");
+  auto t = compile_oci_seccomp_file(tricky);
+  ASSERT_FALSE(t);
+  EXPECT_TRUE(t.error().message.starts_with(tricky + ": line 7: syscalls[1].action: unknown"))
+      << t.error().message;
 
   // A missing field: the line of the object it is missing from.
   std::string missing = write("missing.json", "\n\n  {\"syscalls\": []}\n");
