@@ -8,10 +8,11 @@ packages=(
   # build
   g++ cmake make pkg-config clang-format
   libexpected-dev nlohmann-json3-dev libcli11-dev libfmt-dev libarchive-dev
-  libfuse3-dev libseccomp-dev
+  libfuse3-dev libseccomp-dev libcap-dev
   libgtest-dev libgmock-dev
-  # runtime: the built-in busybox template is made from Debian's static busybox
-  busybox-static
+  # runtime: the built-in busybox template is made from Debian's static busybox; newuidmap and
+  # newgidmap for VEs in user namespaces
+  busybox-static uidmap
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
   # the established tools the benchmark compares kapsel with

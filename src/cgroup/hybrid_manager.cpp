@@ -78,6 +78,11 @@ Result<UniqueFd> HybridManager::watch_oom(const std::string& ve) {
   return v1_.watch_oom(ve);
 }
 
+Status HybridManager::set_devices(const std::string& ve, const std::vector<DeviceRule>& rules) {
+  if (v1_.has_controller("devices")) return v1_.set_devices(ve, rules);
+  return v2_.set_devices(ve, rules);
+}
+
 std::string HybridManager::memory_cgroup_path(const std::string& ve) const {
   return v1_.memory_cgroup_path(ve);
 }

@@ -42,6 +42,12 @@ class HybridManager final : public Manager {
   [[nodiscard]] Status apply(const std::string& ve, const Limits& limits) override;
   [[nodiscard]] Result<Stats> stats(const std::string& ve) const override;
   [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // Through the v1 devices controller when it is mounted: the kernel checks both it and the
+  // cgroup2 device programs, and v1 is what the other limits use. Without it, the eBPF program
+  // on the VE's cgroup in the v2 hierarchy, which the kernel enforces whatever controllers v2
+  // holds.
+  [[nodiscard]] Status set_devices(const std::string& ve,
+                                   const std::vector<DeviceRule>& rules) override;
   // In the v1 memory hierarchy, where the kernel's OOM reports name it.
   [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
 

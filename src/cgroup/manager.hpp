@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cgroup/devices.hpp"
 #include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
@@ -90,6 +91,16 @@ class Manager {
   // other memory events wake it too). It may wake without a kill, so counting the kills is
   // stats().oom_kills. Non-blocking and close-on-exec.
   [[nodiscard]] virtual Result<UniqueFd> watch_oom(const std::string& ve) = 0;
+
+  // Replaces the VE's device access rules (see cgroup/devices.hpp): only devices matching an
+  // allow rule may be opened or created (mknod) by its processes, nested cgroups included. v1:
+  // "a" into devices.deny, then each rule's line into devices.allow (or .deny), in the devices
+  // hierarchy. v2: an eBPF device program attached to the VE's cgroup, replacing the one set
+  // before. Hybrid: the v1 devices controller when it is mounted, else the eBPF program on the
+  // VE's cgroup in the v2 hierarchy. The VE's cgroup must exist (ErrorKind::not_found). Files
+  // and processes opened before keep working: the kernel checks at open and mknod.
+  [[nodiscard]] virtual Status set_devices(const std::string& ve,
+                                           const std::vector<DeviceRule>& rules) = 0;
 
   // The VE's memory cgroup as the kernel names it in OOM reports ("oom_memcg=/kapsel/web1"):
   // its path relative to the root of the hierarchy that holds the memory controller.

@@ -1,5 +1,6 @@
 #include "cgroup/v1_manager.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +38,21 @@ Status prepare_level(const Hierarchy& h, const std::string& parent, const std::s
     // a failure here changes nothing, so it is ignored.
     (void)fs::write_existing(dir + "/memory.use_hierarchy", "1");
   }
+  return {};
+}
+
+// Adds one line to devices.allow or devices.deny with a single write(2). Appended rather than
+// truncated: cgroupfs ignores both, and a regular file standing in for one in a test then keeps
+// every line in the order written.
+Status append_line(const std::string& path, const std::string& line) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+  if (!fd) return errno_fail("opening " + path);
+  std::string data = line + "\n";
+  ssize_t n;
+  do {
+    n = ::write(fd.get(), data.data(), data.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_fail("writing '" + line + "' to " + path);
   return {};
 }
 
@@ -157,6 +173,34 @@ std::vector<std::string> V1Manager::paths(const std::string& ve) const {
   if (!check_ve_name(ve)) return out;
   for (const auto& h : hierarchies_) out.push_back(dir(h, ve));
   return out;
+}
+
+Status V1Manager::set_devices(const std::string& ve, const std::vector<DeviceRule>& rules) {
+  std::string context = "setting the device rules of VE " + ve;
+  KAPSEL_TRY(check_ve_name(ve), context);
+  auto writes = v1_device_writes(rules);
+  if (!writes) return tl::unexpected(writes.error().context(context));
+  const Hierarchy* h = find("devices");
+  if (!h) {
+    // Not skipped: a VE started without its device rules could open every device of the host.
+    return fail(ErrorKind::failure, context +
+                                        ": this host has no devices controller (no cgroup v1 "
+                                        "hierarchy of it is mounted); mount it to run VEs");
+  }
+  std::string d = dir(*h, ve);
+  if (!fs::is_dir(d)) return fail(ErrorKind::not_found, "VE " + ve + " has no cgroup " + d);
+  for (const auto& w : *writes) {
+    auto st = append_line(d + "/" + w.file, w.line);
+    if (st) continue;
+    if (st.error().code == EINVAL && w.line == "a") {
+      return sys_fail(EINVAL, context +
+                                  ": the kernel refuses to replace them once the VE's cgroup has "
+                                  "nested cgroups (" +
+                                  d + "); restart the VE to change them");
+    }
+    return tl::unexpected(st.error().context(context));
+  }
+  return {};
 }
 
 }  // namespace kapsel::cgroup

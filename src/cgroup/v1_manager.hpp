@@ -45,6 +45,12 @@ class V1Manager final : public Manager {
   // An eventfd registered on memory.oom_control. The kernel also signals it once when the
   // cgroup is removed, and drops the registration when the eventfd is closed.
   [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // v1_device_writes(rules) in the devices hierarchy, each line with a write(2) of its own (the
+  // kernel takes one rule per write). A failure part way leaves the rules written so far: fewer
+  // devices allowed, never more. The kernel refuses "a" in devices.deny once the VE's cgroup has
+  // nested cgroups, so rules can only be replaced before (at start).
+  [[nodiscard]] Status set_devices(const std::string& ve,
+                                   const std::vector<DeviceRule>& rules) override;
   // "<root>/<parent>/<ve>" in the memory hierarchy ("/kapsel/web1"); "" without a memory
   // hierarchy.
   [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
@@ -61,6 +67,11 @@ class V1Manager final : public Manager {
   [[nodiscard]] Status remove(const std::string& ve);
 
   [[nodiscard]] const std::vector<Hierarchy>& hierarchies() const { return hierarchies_; }
+
+  // True if a v1 hierarchy of `controller` is mounted.
+  [[nodiscard]] bool has_controller(std::string_view controller) const {
+    return find(controller) != nullptr;
+  }
 
  private:
   [[nodiscard]] std::string dir(const Hierarchy& h, const std::string& ve) const;

@@ -136,4 +136,12 @@ std::vector<std::string> V2Manager::paths(const std::string& ve) const {
   return {dir(ve)};
 }
 
+Status V2Manager::set_devices(const std::string& ve, const std::vector<DeviceRule>& rules) {
+  std::string context = "setting the device rules of VE " + ve;
+  KAPSEL_TRY(check_ve_name(ve), context);
+  std::string d = dir(ve);
+  if (!fs::is_dir(d)) return fail(ErrorKind::not_found, "VE " + ve + " has no cgroup " + d);
+  return with_context(attach_device_program(d, rules), "VE " + ve);
+}
+
 }  // namespace kapsel::cgroup

@@ -52,6 +52,9 @@ class V2Manager final : public Manager {
   // every memory event (low, high, max, oom, oom_kill), so a wake-up means "look at
   // stats().oom_kills", not always a kill.
   [[nodiscard]] Result<UniqueFd> watch_oom(const std::string& ve) override;
+  // attach_device_program() on the VE's cgroup: an update replaces kapsel's previous program.
+  [[nodiscard]] Status set_devices(const std::string& ve,
+                                   const std::vector<DeviceRule>& rules) override;
   // "<mount root>/<parent>/<ve>" ("/kapsel/web1" on a host).
   [[nodiscard]] std::string memory_cgroup_path(const std::string& ve) const override;
 
