@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "common/fs.hpp"
+#include "security/seccomp_policy.hpp"
 
 namespace kapsel::procfs {
 namespace {
@@ -87,10 +88,6 @@ const Intercepted* classify(const seccomp_data& data) {
 std::uint64_t user_address(SyscallAbi abi, std::uint64_t arg) {
   return abi == SyscallAbi::ia32 ? static_cast<std::uint32_t>(arg) : arg;
 }
-
-struct FilterRelease {
-  void operator()(void* ctx) const { seccomp_release(ctx); }
-};
 
 Status set_attr(scmp_filter_ctx ctx, scmp_filter_attr attr, std::uint32_t value,
                 std::string_view what) {
@@ -174,7 +171,7 @@ bool user_notification_supported() {
 }
 
 Result<std::vector<sock_filter>> filter_program() {
-  std::unique_ptr<void, FilterRelease> ctx(seccomp_init(SCMP_ACT_ALLOW));
+  security::SeccompContext ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) return fail(ErrorKind::failure, "creating a seccomp filter: libseccomp failed");
   // A call from an ABI the filter does not know is let through, not killed (libseccomp's
   // default): this filter only virtualises, and must never be why a process dies.
@@ -198,19 +195,8 @@ Result<std::vector<sock_filter>> filter_program() {
   // listener in process-wide state, asks for none if it holds one already and then hands out
   // that old fd number again (a double owner, or a stale number once it was closed), and by
   // default sets no_new_privs, which is for the security policy to decide. So the program is
-  // exported (through a memfd: no pipe capacity to block on) and loaded here.
-  UniqueFd program_fd(::memfd_create("kapsel-seccomp", MFD_CLOEXEC));
-  if (!program_fd) return errno_fail("exporting the seccomp filter: memfd_create");
-  if (int rc = seccomp_export_bpf(ctx.get(), program_fd.get()); rc < 0)
-    return sys_fail(-rc, "exporting the seccomp filter");
-  off_t size = ::lseek(program_fd.get(), 0, SEEK_END);
-  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0 ||
-      size / static_cast<off_t>(sizeof(sock_filter)) > BPF_MAXINSNS)
-    return fail(ErrorKind::failure, "exporting the seccomp filter: not a BPF program");
-  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
-  if (::pread(program_fd.get(), program.data(), static_cast<std::size_t>(size), 0) != size)
-    return errno_fail("exporting the seccomp filter: reading it back");
-  return program;
+  // exported and loaded here.
+  return security::export_seccomp_program(ctx.get(), "the syscall virtualiser's filter");
 }
 
 Result<UniqueFd> install_listener() {
