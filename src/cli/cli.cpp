@@ -13,6 +13,7 @@
 
 #include "cli/limit_flags.hpp"
 #include "cli/output.hpp"
+#include "cli/security_flags.hpp"
 #include "cli/stats_view.hpp"
 #include "common/process.hpp"
 #include "image/template.hpp"
@@ -133,6 +134,7 @@ int print_status(const ve::VeInfo& i, bool as_json) {
   }
   if (i.processes) line("processes:", std::to_string(*i.processes));
   for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
+  for (const auto& [key, value] : describe(i.config.security)) line((key + ":").c_str(), value);
   if (i.oom_kills || !i.oom_events.empty()) {
     std::string oom = i.oom_events.empty() && i.oom_kills.value_or(0) == 0
                           ? std::string("0")
@@ -274,10 +276,13 @@ int run(int argc, char** argv) {
   create->add_option("--hostname", create_opts.hostname, "Hostname inside the VE (default: name)");
   LimitFlags create_limits;
   create_limits.add_to(*create);
+  SecurityFlags create_security;
+  create_security.add_to(*create);
   create->footer(
       "Examples:\n"
       "  kapsel create web1\n"
       "  kapsel create web2 --memory 256M --cpus 1 --pids 200\n"
+      "  kapsel create fuse1 --device /dev/fuse --cap-add SYS_ADMIN\n"
       "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
       "  kapsel create t1 --template dir:/srv/rootfs");
   create->callback([&] {
@@ -285,6 +290,9 @@ int run(int argc, char** argv) {
       auto limits = create_limits.parse();
       if (!limits) return report(limits.error());
       create_opts.limits = *limits;
+      auto security = create_security.parse();
+      if (!security) return report(security.error());
+      create_opts.security = *security;
       auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
       if (!c) return report(c.error());
       if (g.json) {
@@ -414,6 +422,8 @@ int run(int argc, char** argv) {
   run_cmd->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
   LimitFlags run_limits;
   run_limits.add_to(*run_cmd);
+  SecurityFlags run_security;
+  run_security.add_to(*run_cmd);
   run_cmd->footer(
       "Examples:\n"
       "  kapsel run --rm -- /bin/true\n"
@@ -431,6 +441,9 @@ int run(int argc, char** argv) {
       auto limits = run_limits.parse();
       if (!limits) return report(limits.error());
       run_opts.limits = *limits;
+      auto security = run_security.parse();
+      if (!security) return report(security.error());
+      run_opts.security = *security;
       return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };
   });

@@ -27,6 +27,12 @@ void to_json(json& j, const VeConfig& c) {
            {"created", c.created},
            {"ephemeral", c.ephemeral}};
   if (!c.limits.empty()) j["limits"] = c.limits;
+  if (!c.security.is_default()) j["security"] = c.security;
+}
+
+void to_json(json& j, const SecurityConfig& s) {
+  j = json{{"seccomp", s.seccomp}, {"devices", s.devices}};
+  if (s.capabilities) j["capabilities"] = *s.capabilities;
 }
 
 void to_json(json& j, const RuntimeState& s) {
@@ -70,6 +76,13 @@ Result<VeConfig> parse_config(std::string_view text) {
     c.created = j.value("created", std::int64_t{0});
     c.ephemeral = j.value("ephemeral", false);
     if (j.contains("limits")) c.limits = j.at("limits").get<cgroup::Limits>();
+    if (j.contains("security")) {
+      const json& sec = j.at("security");
+      if (sec.contains("capabilities"))
+        c.security.capabilities = sec.at("capabilities").get<std::vector<std::string>>();
+      c.security.seccomp = sec.value("seccomp", "default");
+      c.security.devices = sec.value("devices", std::vector<std::string>{});
+    }
   });
 }
 

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -14,6 +16,21 @@
 #include "common/process.hpp"
 
 namespace kapsel::store {
+
+// What a VE's processes may do (src/security turns it into capabilities, a seccomp filter and
+// device rules). Plain text, as the user gave it and the security part normalised it.
+struct SecurityConfig {
+  // The capabilities its processes keep ("CAP_CHOWN", ...), resolved at create from kapsel's
+  // default set and --cap-add/--cap-drop; unset (a VE made before there was a choice): the
+  // default set.
+  std::optional<std::vector<std::string>> capabilities;
+  std::string seccomp = "default";   // "default", "unconfined", or an OCI seccomp JSON file
+  std::vector<std::string> devices;  // host devices it may use, in --device's syntax
+
+  [[nodiscard]] bool is_default() const {
+    return !capabilities && seccomp == "default" && devices.empty();
+  }
+};
 
 struct VeConfig {
   std::string name;
@@ -26,6 +43,7 @@ struct VeConfig {
   bool ephemeral = false;
   // Resource limits, applied at start and changed live by `kapsel set`.
   cgroup::Limits limits;
+  SecurityConfig security;
 };
 
 // The phase a running monitor reports for its VE.
@@ -64,6 +82,7 @@ struct OomEvent {
 };
 
 void to_json(nlohmann::json& j, const VeConfig& c);
+void to_json(nlohmann::json& j, const SecurityConfig& s);
 void to_json(nlohmann::json& j, const OomEvent& e);
 [[nodiscard]] Result<OomEvent> parse_oom_event(std::string_view line);
 void to_json(nlohmann::json& j, const RuntimeState& s);

@@ -29,6 +29,7 @@ void to_json(json& j, const VeInfo& info) {
   }
   if (info.processes) j["processes"] = *info.processes;
   if (!info.config.limits.empty()) j["limits"] = info.config.limits;
+  j["security"] = info.config.security;
   if (info.oom_kills) j["oom_kills"] = *info.oom_kills;
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
@@ -145,6 +146,7 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     config.ephemeral = options.ephemeral;
     config.created = ::time(nullptr);
     config.limits = options.limits;
+    config.security = options.security;
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
@@ -285,7 +287,13 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
     runtime = *r;
   } else {
     auto s = store_.load_state(name);
-    if (s && *s && (*s)->monitor.alive()) runtime = *s;
+    if (s && *s && (*s)->monitor.alive()) {
+      runtime = *s;
+    } else if (s && !*s && fs::exists(store_.ve_run_dir(name))) {
+      // Another command holds the lock and the runtime directory is there, but no state yet:
+      // a start whose monitor has not recorded itself (it does so once init is cloned).
+      info.state = std::string(store::to_string(store::Phase::starting));
+    }
   }
   if (runtime) {
     // A monitor whose init has gone is tearing the VE down (or rebooting it): not running.

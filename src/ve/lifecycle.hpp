@@ -23,6 +23,7 @@ struct CreateOptions {
   std::string hostname;    // defaults to the name
   bool ephemeral = false;  // `run --rm`
   cgroup::Limits limits;
+  store::SecurityConfig security;
 };
 
 // What list and status show about one VE.

@@ -138,11 +138,8 @@ class FaultsTest : public ::testing::Test {
  protected:
   void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
 
-  void create_and_start(const std::string& name) {
-    auto c = k.run({"create", name});
-    ASSERT_EQ(c.exit_code, 0) << c;
-    auto s = k.run({"start", name});
-    ASSERT_EQ(s.exit_code, 0) << s;
+  void create_and_start(const std::string& name, const std::vector<std::string>& extra = {}) {
+    ASSERT_TRUE(k.create_and_start(name, extra));
   }
 
   // `list --json` without the process counts, which change by themselves (init runs its boot

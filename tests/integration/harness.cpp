@@ -77,6 +77,21 @@ void exec_kapsel(const std::vector<std::string>& args, const std::vector<std::st
   ::_exit(127);
 }
 
+::testing::AssertionResult Kapsel::create_and_start(const std::string& name,
+                                                    const std::vector<std::string>& extra) const {
+  std::vector<std::string> args = {"create", name};
+  args.insert(args.end(), extra.begin(), extra.end());
+  if (auto c = run(args); c.exit_code != 0) return ::testing::AssertionFailure() << "create: " << c;
+  if (auto s = run({"start", name}); s.exit_code != 0)
+    return ::testing::AssertionFailure() << "start: " << s;
+  return ::testing::AssertionSuccess();
+}
+
+RunResult Kapsel::sh(const std::string& name, const std::string& script,
+                     const RunOptions& options) const {
+  return run({"exec", name, "--", "sh", "-c", script}, options);
+}
+
 RunResult Kapsel::run(const std::vector<std::string>& args, const RunOptions& options) const {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) std::abort();

@@ -39,6 +39,13 @@ class Kapsel {
   // Starts `kapsel ARGS...` without waiting; returns its pid.
   pid_t spawn(const std::vector<std::string>& args) const;
 
+  // `create NAME EXTRA...` and `start NAME`; the failure names the step and its output.
+  ::testing::AssertionResult create_and_start(const std::string& name,
+                                              const std::vector<std::string>& extra = {}) const;
+  // `exec NAME -- sh -c SCRIPT`.
+  RunResult sh(const std::string& name, const std::string& script,
+               const RunOptions& options = {}) const;
+
   // `list --json` / `status --json` parsed.
   nlohmann::json list() const;
   nlohmann::json status(const std::string& name) const;

@@ -19,18 +19,11 @@ class ResourcesTest : public ::testing::Test {
  protected:
   void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
 
-  void create_and_start(const std::string& name, std::vector<std::string> limits = {}) {
-    std::vector<std::string> args = {"create", name};
-    args.insert(args.end(), limits.begin(), limits.end());
-    auto c = k.run(args);
-    ASSERT_EQ(c.exit_code, 0) << c;
-    auto s = k.run({"start", name});
-    ASSERT_EQ(s.exit_code, 0) << s;
+  void create_and_start(const std::string& name, const std::vector<std::string>& extra = {}) {
+    ASSERT_TRUE(k.create_and_start(name, extra));
   }
 
-  RunResult exec(const std::string& name, const std::string& script) {
-    return k.run({"exec", name, "--", "sh", "-c", script});
-  }
+  RunResult exec(const std::string& name, const std::string& script) { return k.sh(name, script); }
 
   // The VE's cgroup directory in the v1 hierarchy of `controller` (this host is hybrid), or in
   // the unified tree.

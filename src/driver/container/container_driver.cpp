@@ -36,6 +36,7 @@
 #include "procfs/procfs_service.hpp"
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
+#include "security/policy.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -53,6 +54,7 @@ struct InitArgs {
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
   int notify_sock;    // where init sends the listener of its syscall filter to the monitor
   const std::vector<sock_filter>* notify_program;  // that filter, built by the monitor
+  const security::VePolicy* policy;                // what the VE's processes may do
 };
 
 [[noreturn]] void init_fail(int error_fd, const Error& e) {
@@ -100,6 +102,11 @@ struct InitArgs {
   std::string path = std::string("PATH=") + kDefaultPath;
   const char* envp[] = {path.c_str(), "HOME=/root", "TERM=linux", "container=kapsel", nullptr};
   const char* argv[] = {a.init.c_str(), nullptr};
+  // The last step before the exec: from here on init holds only the VE's capabilities, under
+  // no_new_privs and its system-call filter.
+  const char* step = "";
+  if (int err = security::enter_policy(*a.policy, &step); err != 0)
+    init_fail(a.error_fd, sys_fail(err, std::string("starting init: ") + step).value());
   ::execve(a.init.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
   init_fail(a.error_fd,
             errno_fail("starting init " + a.init + " (does the template have an init?)").value());
@@ -235,15 +242,25 @@ std::string program_bytes(const std::vector<sock_filter>& program) {
                      program.size() * sizeof(sock_filter));
 }
 
-// The program the monitor left for exec, or a new one if it is missing or damaged.
-Result<std::vector<sock_filter>> load_notify_program(const std::string& run_dir) {
-  auto bytes = fs::read_file(run_dir + "/" + kNotifyProgramFile);
-  if (!bytes || bytes->empty() || bytes->size() % sizeof(sock_filter) != 0 ||
+// The VE's security filter's program in the run dir, for exec (empty file: unconfined).
+constexpr const char* kSeccompProgramFile = "seccomp.bpf";
+
+// A program the monitor left in the run dir, if it is there and whole.
+std::optional<std::vector<sock_filter>> load_program(const std::string& path) {
+  auto bytes = fs::read_file(path);
+  if (!bytes || bytes->size() % sizeof(sock_filter) != 0 ||
       bytes->size() / sizeof(sock_filter) > BPF_MAXINSNS)
-    return procfs::filter_program();
+    return std::nullopt;
   std::vector<sock_filter> program(bytes->size() / sizeof(sock_filter));
   std::memcpy(program.data(), bytes->data(), bytes->size());
   return program;
+}
+
+// The program the monitor left for exec, or a new one if it is missing or damaged.
+Result<std::vector<sock_filter>> load_notify_program(const std::string& run_dir) {
+  auto program = load_program(run_dir + "/" + kNotifyProgramFile);
+  if (!program || program->empty()) return procfs::filter_program();
+  return std::move(*program);
 }
 
 int exit_code_of(int status) {
@@ -372,6 +389,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   if (!master) fail_start(master.error());
   auto notify_program = procfs::filter_program();
   if (!notify_program) fail_start(notify_program.error().context("virtualising sysinfo"));
+  auto policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp");
+  if (!policy) fail_start(policy.error());
 
   InitArgs args;
   std::string ve_dir = store.ve_dir(name);
@@ -384,10 +403,12 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            config.ephemeral ? identity_files(config)
                                             : std::vector<std::pair<std::string, std::string>>{},
                            procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
-                           name};
+                           name,
+                           policy->devices};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
   args.notify_program = &*notify_program;
+  args.policy = &*policy;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
   if (!host_time) fail_start(errno_fail("opening the host's time namespace").value());
@@ -413,11 +434,14 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     auto listen = listen_for_listeners(state.monitor);
     if (!listen) fail_start(listen.error());
     notify_listen = std::move(*listen);
-    // exec loads the same program; libseccomp need not build it again for every command.
-    if (auto st = fs::write_file_atomic(store.ve_run_dir(name) + "/" + kNotifyProgramFile,
-                                        program_bytes(*notify_program), 0600, false);
-        !st)
-      fail_start(st.error());
+    // exec loads the same programs; libseccomp need not build them again for every command.
+    for (const auto& [file, program] : {std::pair{kNotifyProgramFile, &*notify_program},
+                                        std::pair{kSeccompProgramFile, &policy->seccomp}}) {
+      if (auto st = fs::write_file_atomic(store.ve_run_dir(name) + "/" + file,
+                                          program_bytes(*program), 0600, false);
+          !st)
+        fail_start(st.error());
+    }
     // An ephemeral VE (run --rm) is gone with its files when it ends: no console log to keep.
     if (!config.ephemeral) {
       std::string log_path = store.ve_dir(name) + "/console.log";
@@ -427,6 +451,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // first process joins.
     auto made = cg->create(name);
     if (made) made = cg->apply(name, config.limits);
+    // Only the VE's own device nodes may be opened or created, whatever its capabilities.
+    if (made) made = with_context(cg->set_devices(name, policy->device_rules), "device rules");
     if (!made) return made;
     cgroups_ready = true;
     // OOM kills are recorded with their victim. A host without a memory controller (or
@@ -692,6 +718,17 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   }
   struct sock_fprog fprog = {static_cast<unsigned short>(filter.size()), filter.data()};
 
+  // The command gets what init got: the VE's capabilities, no_new_privs and its filter (the
+  // monitor's program; built anew only if it is missing).
+  auto cached = load_program(ctx_.store().ve_run_dir(config.name) + "/" + kSeccompProgramFile);
+  auto policy = security::make_policy(config.security, ctx_.store().paths().run_dir + "/seccomp",
+                                      cached ? &*cached : nullptr);
+  if (!policy) return tl::unexpected(policy.error().context("exec in VE " + config.name));
+  // Until the command has been exec'd, this process (and its vfork child, which shares its
+  // memory) is kapsel's binary inside the VE's pid namespace: not dumpable, so the VE's
+  // processes can neither open its /proc/<pid>/exe to overwrite kapsel (CVE-2019-5736) nor
+  // read its memory.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   trace::point("exec: filter built");
   NamespaceSnapshot host;
   KAPSEL_TRY(host.save(), "exec");
@@ -757,6 +794,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string cgroup_msg = "kapsel: exec: joining the cgroups of VE " + config.name + ": ";
   const std::string cwd_msg = "kapsel: exec: cannot change to " + request.cwd + where.substr(1);
   const std::string run_msg = "kapsel: exec: cannot run '" + program + where;
+  const std::string policy_msg = "kapsel: exec in VE " + config.name + ": ";
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
@@ -789,6 +827,12 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     }
     // No descriptor of kapsel's may reach the command (CVE-2024-21626 class of leaks).
     ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    const char* step = "";
+    if (int e = security::enter_policy(*policy, &step); e != 0) {
+      (void)!::write(STDERR_FILENO, policy_msg.data(), policy_msg.size());
+      (void)!::write(STDERR_FILENO, step, std::strlen(step));
+      child_fail(": ", e, 125);
+    }
     int err = ENOENT;
     for (const auto& path : candidates) {
       ::execve(path.c_str(), argv.data(), envp.data());

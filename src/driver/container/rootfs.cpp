@@ -1,18 +1,25 @@
 #include "driver/container/rootfs.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstdint>
+#include <cstdio>
+#include <string_view>
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
 #include "common/unique_fd.hpp"
 #include "procfs/procfs_service.hpp"
+#include "security/masks.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -31,62 +38,174 @@ Status ensure_dir(const std::string& path, mode_t mode) {
   return {};
 }
 
-struct DeviceNode {
-  const char* name;
-  unsigned major;
-  unsigned minor;
+// The kernel's path to an open descriptor, for mount(2), which takes only paths: the host's
+// procfs is still mounted at /proc in this namespace (set-up runs before pivot_root), and
+// setup_rootfs() has checked that it is one.
+struct FdPath {
+  explicit FdPath(int fd) { std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd); }
+  char path[32];
 };
 
-// The minimal /dev of a container (the same set as runc's and LXC's defaults).
-constexpr std::array<DeviceNode, 6> kDevices = {{{"null", 1, 3},
-                                                 {"zero", 1, 5},
-                                                 {"full", 1, 7},
-                                                 {"random", 1, 8},
-                                                 {"urandom", 1, 9},
-                                                 {"tty", 5, 0}}};
-
-Status setup_dev(const std::string& root, const std::string& console) {
-  std::string dev = root + "/dev";
-  KAPSEL_TRY(ensure_dir(dev, 0755), "dev");
-  KAPSEL_TRY(do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k"), "dev");
-  for (const auto& d : kDevices) {
-    std::string path = dev + "/" + d.name;
-    if (::mknod(path.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0)
-      return errno_fail("dev: creating " + path);
-    // mknod is subject to the umask; the nodes must be usable by every user of the VE.
-    if (::chmod(path.c_str(), 0666) != 0) return errno_fail("dev: chmod " + path);
+// Resolves `path` (relative to the VE's root) beneath `root` without following any symlink:
+// the template and the VE's own writes decide what the tree holds, and a symlink planted where
+// kapsel mounts (/proc -> /etc of the host, say) must not lead a mount out of the VE, nor onto
+// a file of the VE's choosing. Returns an O_PATH descriptor; ENOENT if it is missing.
+Result<UniqueFd> open_beneath(int root, std::string_view path, int flags = 0) {
+  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  std::string rel(path.empty() ? "." : path);
+  struct open_how how {};
+  how.flags = static_cast<std::uint64_t>(O_PATH | O_CLOEXEC | O_NOFOLLOW | flags);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how));
+  if (fd < 0) {
+    if (errno == ELOOP || errno == EXDEV || errno == ENOTDIR)
+      return sys_fail(errno, "/" + rel +
+                                 " in the VE's root is (or passes through) a symlink or a file; "
+                                 "kapsel refuses to mount there (fix the template)");
+    return errno_fail("opening /" + rel + " in the VE's root");
   }
-  KAPSEL_TRY(ensure_dir(dev + "/pts", 0755), "dev");
+  return UniqueFd(fd);
+}
+
+// A directory of the VE's root where kapsel mounts a file system of its own (/proc, /sys, /dev):
+// made if the template lacks it, and refused if it is anything but a directory.
+Result<UniqueFd> mount_point(int root, const char* name, mode_t mode) {
+  if (::mkdirat(root, name, mode) != 0 && errno != EEXIST)
+    return errno_fail(std::string("creating /") + name);
+  return open_beneath(root, name, O_DIRECTORY);
+}
+
+// Binds `source` (an O_PATH descriptor) over `target` and makes the new mount read-only with
+// the given extra attributes, with no path in between that could be swapped.
+Status bind_readonly(int source, int target, std::uint64_t attrs) {
+  UniqueFd tree(
+      ::open_tree(source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+  if (!tree) return errno_fail("cloning the mount");
+  struct mount_attr attr {};
+  attr.attr_set = MOUNT_ATTR_RDONLY | attrs;
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+    return errno_fail("making the mount read-only");
+  if (::move_mount(tree.get(), "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
+      0)
+    return errno_fail("moving the mount into place");
+  return {};
+}
+
+// A node for a host device given with --device, at its path in the VE's /dev (parents made).
+Status add_device(int dev, const security::DeviceSpec& d) {
+  std::string rel = d.ve_path.substr(std::string_view("/dev/").size());
+  for (std::size_t slash = rel.find('/'); slash != std::string::npos;
+       slash = rel.find('/', slash + 1)) {
+    if (::mkdirat(dev, rel.substr(0, slash).c_str(), 0755) != 0 && errno != EEXIST)
+      return errno_fail("dev: creating the directory of " + d.ve_path);
+  }
+  mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
+  if (::mknodat(dev, rel.c_str(), type | (d.mode & 07777), makedev(d.major, d.minor)) != 0)
+    return errno_fail("dev: creating " + d.ve_path + " for " + d.host_path);
+  return {};
+}
+
+Status setup_dev(int root, const std::string& console,
+                 const std::vector<security::DeviceSpec>& devices) {
+  auto dev_dir = mount_point(root, "dev", 0755);
+  if (!dev_dir) return tl::unexpected(dev_dir.error());
+  KAPSEL_TRY(do_mount("tmpfs", FdPath(dev_dir->get()).path, "tmpfs", MS_NOSUID | MS_NOEXEC,
+                      "mode=755,size=65536k"),
+             "dev");
+  // The tmpfs just mounted: empty and kapsel's own, so names in it resolve to nothing else.
+  auto dev_path = open_beneath(root, "dev", O_DIRECTORY);
+  if (!dev_path) return tl::unexpected(dev_path.error());
+  UniqueFd dev(::openat(dev_path->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dev) return errno_fail("dev: opening it");
+  // The nodes must be usable by every user of the VE: made with no umask in the way.
+  mode_t old_umask = ::umask(0);
+  Status made;
+  for (const auto& d : security::minimal_devices()) {
+    mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
+    if (::mknodat(dev.get(), d.name, type | d.mode, makedev(d.major, d.minor)) != 0) {
+      made = errno_fail(std::string("dev: creating /dev/") + d.name);
+      break;
+    }
+  }
+  for (const auto& d : devices) {
+    if (!made) break;
+    made = add_device(dev.get(), d);
+  }
+  ::umask(old_umask);
+  if (!made) return made;
+  auto sub_mount = [&](const char* name, mode_t mode, const char* fstype, unsigned long flags,
+                       const char* options) -> Status {
+    if (::mkdirat(dev.get(), name, mode) != 0)
+      return errno_fail(std::string("dev: creating /dev/") + name);
+    auto at = open_beneath(dev.get(), name, O_DIRECTORY);
+    if (!at) return tl::unexpected(at.error());
+    return do_mount(fstype, FdPath(at->get()).path, fstype, flags, options ? options : "");
+  };
   // newinstance: the VE's ptys are its own, invisible to the host and to other VEs.
-  KAPSEL_TRY(do_mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                      "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+  KAPSEL_TRY(sub_mount("pts", 0755, "devpts", MS_NOSUID | MS_NOEXEC,
+                       "newinstance,ptmxmode=0666,mode=0620,gid=5"),
              "dev");
-  if (::symlink("pts/ptmx", (dev + "/ptmx").c_str()) != 0) return errno_fail("dev: ptmx");
-  KAPSEL_TRY(ensure_dir(dev + "/shm", 01777), "dev");
-  KAPSEL_TRY(do_mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      "mode=1777,size=65536k"),
-             "dev");
-  KAPSEL_TRY(ensure_dir(dev + "/mqueue", 0755), "dev");
-  KAPSEL_TRY(do_mount("mqueue", dev + "/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC),
-             "dev");
-  const std::array<std::pair<const char*, const char*>, 4> links = {
-      {{"/proc/self/fd", "fd"},
+  KAPSEL_TRY(
+      sub_mount("shm", 01777, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"),
+      "dev");
+  KAPSEL_TRY(sub_mount("mqueue", 0755, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "dev");
+  const std::array<std::pair<const char*, const char*>, 5> links = {
+      {{"pts/ptmx", "ptmx"},
+       {"/proc/self/fd", "fd"},
        {"/proc/self/fd/0", "stdin"},
        {"/proc/self/fd/1", "stdout"},
        {"/proc/self/fd/2", "stderr"}}};
   for (const auto& [to, name] : links) {
-    if (::symlink(to, (dev + "/" + name).c_str()) != 0) return errno_fail("dev: symlink");
+    if (::symlinkat(to, dev.get(), name) != 0)
+      return errno_fail(std::string("dev: symlink /dev/") + name);
   }
-  // /dev/console is the monitor's pty, bind-mounted over an empty file.
-  std::string console_path = dev + "/console";
-  UniqueFd f(::open(console_path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-  if (!f) return errno_fail("console: creating " + console_path);
-  KAPSEL_TRY(do_mount(console, console_path, nullptr, MS_BIND), "console");
+  // /dev/console is the monitor's pty, bound over an empty file made here (O_EXCL: nothing of
+  // the VE's can stand in its place).
+  UniqueFd target(
+      ::openat(dev.get(), "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!target) return errno_fail("console: creating /dev/console");
+  KAPSEL_TRY(do_mount(console, FdPath(target.get()).path, nullptr, MS_BIND), "console");
   return {};
 }
 
-Status pivot(const std::string& root) {
-  if (::chdir(root.c_str()) != 0) return errno_fail("pivot_root: entering " + root);
+// Hides and write-protects what the kernel does not namespace (security/masks.hpp), once
+// everything else is mounted. A path this kernel lacks has nothing to hide.
+Status mask_paths(int root) {
+  // The /dev/null just made, verified, so that no file of the VE's stands in for it.
+  auto null = open_beneath(root, "dev/null");
+  if (!null) return tl::unexpected(null.error());
+  struct stat st {};
+  if (::fstat(null->get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+    return fail(ErrorKind::failure, "masking: /dev/null is not the null device");
+  for (std::string_view path : security::kMaskedPaths) {
+    auto at = open_beneath(root, path);
+    if (!at) {
+      if (at.error().code == ENOENT) continue;
+      return tl::unexpected(at.error().context("masking"));
+    }
+    if (::fstat(at->get(), &st) != 0) return errno_fail("masking " + std::string(path));
+    Status masked =
+        S_ISDIR(st.st_mode)
+            ? do_mount("tmpfs", FdPath(at->get()).path, "tmpfs",
+                       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555")
+            : do_mount(FdPath(null->get()).path, FdPath(at->get()).path, nullptr, MS_BIND);
+    KAPSEL_TRY(masked, "masking " + std::string(path));
+  }
+  for (std::string_view path : security::kReadonlyPaths) {
+    auto at = open_beneath(root, path);
+    if (!at) {
+      if (at.error().code == ENOENT) continue;
+      return tl::unexpected(at.error().context("protecting"));
+    }
+    KAPSEL_TRY(bind_readonly(at->get(), at->get(),
+                             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
+               "making " + std::string(path) + " read-only");
+  }
+  return {};
+}
+
+Status pivot(int root) {
+  if (::fchdir(root) != 0) return errno_fail("pivot_root: entering the VE's root");
   // pivot_root(".", ".") stacks the old root under the new one at "/", so no directory for it
   // is needed inside the VE; detaching "." then drops the host's tree from the namespace.
   if (::syscall(SYS_pivot_root, ".", ".") != 0) return errno_fail("pivot_root");
@@ -123,23 +242,35 @@ Status setup_rootfs(const RootfsSpec& spec) {
   // Nothing done in this namespace may propagate back to the host.
   KAPSEL_TRY(do_mount("none", "/", nullptr, MS_REC | MS_PRIVATE), "making mounts private");
   trace::point("init: private");
+  // Mounts below go through /proc/self/fd of the host's procfs: make sure that is what it is.
+  struct statfs proc_fs {};
+  if (::statfs("/proc/self/fd", &proc_fs) != 0 || proc_fs.f_type != PROC_SUPER_MAGIC)
+    return fail(ErrorKind::failure, "setting up the VE: the host's /proc is not a procfs");
   KAPSEL_TRY(mount_overlay(spec), "overlay");
   trace::point("init: overlay");
-  const std::string& root = spec.target;
-  KAPSEL_TRY(ensure_dir(root + "/proc", 0555), "proc");
-  KAPSEL_TRY(do_mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC), "proc");
-  KAPSEL_TRY(ensure_dir(root + "/sys", 0555), "sys");
-  KAPSEL_TRY(
-      do_mount("sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
-      "sys");
-  // A VE whose service cannot serve it still starts, with the kernel's figures: the service
-  // is a view, not something the VE's programs depend on.
+  // The VE's root, held open: every path below is resolved beneath it.
+  UniqueFd root(::open(spec.target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return errno_fail("opening the VE's root");
+  auto proc = mount_point(root.get(), "proc", 0555);
+  if (!proc) return tl::unexpected(proc.error());
+  KAPSEL_TRY(do_mount("proc", FdPath(proc->get()).path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+             "proc");
+  auto sys = mount_point(root.get(), "sys", 0555);
+  if (!sys) return tl::unexpected(sys.error());
+  KAPSEL_TRY(do_mount("sysfs", FdPath(sys->get()).path, "sysfs",
+                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
+             "sys");
   trace::point("init: proc sys");
-  if (!spec.procfs_mount.empty()) (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, root);
+  // A VE whose service cannot serve it still starts, with the kernel's figures: the service
+  // is a view, not something the VE's programs depend on. (Its targets lie in the procfs and
+  // sysfs just mounted, which hold nothing of the VE's.)
+  if (!spec.procfs_mount.empty())
+    (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, spec.target);
   trace::point("init: procfs binds");
-  if (auto st = setup_dev(root, spec.console); !st) return st;
+  KAPSEL_TRY(setup_dev(root.get(), spec.console, spec.devices), "dev");
+  KAPSEL_TRY(mask_paths(root.get()), "setting up the VE");
   trace::point("init: mounts ready");
-  return pivot(root);
+  return pivot(root.get());
 }
 
 }  // namespace kapsel::driver::container

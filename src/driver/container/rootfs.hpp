@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "security/devices.hpp"
 
 namespace kapsel::driver::container {
 
@@ -29,6 +30,8 @@ struct RootfsSpec {
   // kernel's /proc and /sys files (procfs::bind_into). Empty: the VE sees the kernel's.
   std::string procfs_mount;
   std::string ve_name;
+  // Host devices given to the VE (--device): made as nodes in its /dev.
+  std::vector<security::DeviceSpec> devices;
 };
 
 // Runs in the VE's init process after unshare, as root. On return the process's root is the VE

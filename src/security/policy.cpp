@@ -1,0 +1,109 @@
+#include "security/policy.hpp"
+
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <functional>
+
+#include "common/fs.hpp"
+
+namespace kapsel::security {
+
+namespace {
+
+// What a cached program was made from, in full: stored at the head of its file and compared on
+// every load, so that a hash collision can never hand a VE another VE's filter.
+std::string cache_key(const SeccompSpec& spec, CapSet caps) {
+  struct stat exe {};
+  (void)::stat("/proc/self/exe", &exe);
+  std::string key = "kapsel " + std::to_string(exe.st_dev) + ":" + std::to_string(exe.st_ino) +
+                    ":" + std::to_string(exe.st_size) + ":" + std::to_string(exe.st_mtim.tv_sec) +
+                    "." + std::to_string(exe.st_mtim.tv_nsec) + "\ncaps " + std::to_string(caps) +
+                    "\nprofile " + to_string(spec) + "\n";
+  if (spec.mode == SeccompMode::file) {
+    auto text = fs::read_file(spec.file);
+    key += text ? *text : std::string("unreadable");
+  }
+  return key;
+}
+
+Result<std::vector<sock_filter>> cached_program(const SeccompSpec& spec, CapSet caps,
+                                                const std::string& cache_dir) {
+  if (spec.mode == SeccompMode::unconfined) return std::vector<sock_filter>{};
+  std::string key = cache_key(spec, caps);
+  char name[32];
+  std::snprintf(name, sizeof name, "%016zx.bpf", std::hash<std::string>{}(key));
+  const std::string path = cache_dir + "/" + name;
+  if (auto bytes = fs::read_file(path)) {
+    std::size_t body = key.size() + 1;
+    if (bytes->size() > body && bytes->compare(0, key.size(), key) == 0 &&
+        (*bytes)[key.size()] == '\0' && (bytes->size() - body) % sizeof(sock_filter) == 0) {
+      std::vector<sock_filter> program((bytes->size() - body) / sizeof(sock_filter));
+      std::memcpy(program.data(), bytes->data() + body, bytes->size() - body);
+      return program;
+    }
+  }
+  auto program = build_seccomp_program(spec, caps);
+  if (!program) return program;
+  // A cache that cannot be written costs the next start the build again, nothing more.
+  if (fs::make_dirs(cache_dir, 0700)) {
+    std::string bytes = key + '\0';
+    bytes.append(reinterpret_cast<const char*>(program->data()),
+                 program->size() * sizeof(sock_filter));
+    (void)fs::write_file_atomic(path, bytes, 0600, /*durable=*/false);
+  }
+  return program;
+}
+
+}  // namespace
+
+Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::string& cache_dir,
+                             const std::vector<sock_filter>* seccomp) {
+  VePolicy p;
+  if (config.capabilities) {
+    auto caps = capabilities_from_names(*config.capabilities);
+    if (!caps) return tl::unexpected(caps.error().context("the VE's capabilities"));
+    p.caps = *caps;
+  } else {
+    p.caps = default_capabilities();
+  }
+  p.cap_plan = plan_capabilities(p.caps);
+  if (seccomp) {
+    p.seccomp = *seccomp;
+  } else {
+    auto spec = parse_seccomp_option(config.seccomp);
+    if (!spec) return tl::unexpected(spec.error().context("the VE's seccomp setting"));
+    p.seccomp_spec = *spec;
+    auto program = cached_program(p.seccomp_spec, p.caps, cache_dir);
+    if (!program) return tl::unexpected(program.error().context("the VE's seccomp filter"));
+    p.seccomp = std::move(*program);
+  }
+  for (const auto& d : config.devices) {
+    auto dev = parse_device_option(d);
+    if (!dev) return tl::unexpected(dev.error().context("the VE's devices"));
+    p.devices.push_back(std::move(*dev));
+  }
+  p.device_rules = device_rules(p.devices);
+  return p;
+}
+
+int enter_policy(const VePolicy& policy, const char** step) noexcept {
+  // no_new_privs first: set-uid programs in the VE gain nothing, and the filter may be loaded
+  // without CAP_SYS_ADMIN once that is gone.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    *step = "setting no_new_privs";
+    return errno;
+  }
+  if (int err = apply_capabilities(policy.cap_plan); err != 0) {
+    *step = "dropping capabilities";
+    return err;
+  }
+  if (int err = load_seccomp_program(policy.seccomp); err != 0) {
+    *step = "loading the seccomp filter";
+    return err;
+  }
+  return 0;
+}
+
+}  // namespace kapsel::security

@@ -1,0 +1,46 @@
+// A VE's security settings (store::SecurityConfig) turned into what its processes get: the
+// capabilities they keep, the system-call filter they run under, and the devices they may use.
+// Made once by the VE's monitor before it clones init, so that applying it there and in every
+// `kapsel exec` allocates nothing and builds nothing.
+#pragma once
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include "cgroup/devices.hpp"
+#include "common/error.hpp"
+#include "security/capabilities.hpp"
+#include "security/devices.hpp"
+#include "security/seccomp_policy.hpp"
+#include "store/ve_config.hpp"
+
+namespace kapsel::security {
+
+struct VePolicy {
+  CapSet caps = 0;
+  CapabilityPlan cap_plan;
+  SeccompSpec seccomp_spec;
+  std::vector<sock_filter> seccomp;  // empty: unconfined
+  std::vector<DeviceSpec> devices;   // host devices added to the VE's /dev
+  std::vector<cgroup::DeviceRule> device_rules;
+};
+
+// Errors name the setting and what to do: a seccomp file gone since the VE was created, a
+// device node removed from the host. With `seccomp`, that program (the monitor's, left in the
+// run dir) is used instead of building it again.
+//
+// libseccomp takes 7 to 12 ms to build the default profile, a third of a VE's start, so a
+// program once built is kept in `cache_dir` (the run dir's seccomp/), keyed by everything it is
+// made from: this kapsel binary, the capabilities, the profile and a profile file's contents.
+[[nodiscard]] Result<VePolicy> make_policy(const store::SecurityConfig& config,
+                                           const std::string& cache_dir,
+                                           const std::vector<sock_filter>* seccomp = nullptr);
+
+// Applied in the calling process right before it execs the VE's init or an `exec`'d command,
+// after every step of set-up that needs privilege: no_new_privs, then the capabilities, then
+// the system-call filter (last, so that it filters none of kapsel's own calls). No allocation:
+// it runs in vfork children. Returns 0 or an errno; `step` names what failed.
+int enter_policy(const VePolicy& policy, const char** step) noexcept;
+
+}  // namespace kapsel::security
