@@ -12,26 +12,24 @@ namespace kapsel::security {
 
 namespace {
 
-// What a cached program was made from, in full: stored at the head of its file and compared on
-// every load, so that a hash collision can never hand a VE another VE's filter.
-std::string cache_key(const SeccompSpec& spec, CapSet caps) {
+// The running kapsel binary, as far as a cached program is concerned: another build makes
+// other programs.
+std::string binary_identity() {
   struct stat exe {};
   (void)::stat("/proc/self/exe", &exe);
-  std::string key = "kapsel " + std::to_string(exe.st_dev) + ":" + std::to_string(exe.st_ino) +
-                    ":" + std::to_string(exe.st_size) + ":" + std::to_string(exe.st_mtim.tv_sec) +
-                    "." + std::to_string(exe.st_mtim.tv_nsec) + "\ncaps " + std::to_string(caps) +
-                    "\nprofile " + to_string(spec) + "\n";
-  if (spec.mode == SeccompMode::file) {
-    auto text = fs::read_file(spec.file);
-    key += text ? *text : std::string("unreadable");
-  }
-  return key;
+  return "kapsel " + std::to_string(exe.st_dev) + ":" + std::to_string(exe.st_ino) + ":" +
+         std::to_string(exe.st_size) + ":" + std::to_string(exe.st_mtim.tv_sec) + "." +
+         std::to_string(exe.st_mtim.tv_nsec) + "\n";
 }
 
-Result<std::vector<sock_filter>> cached_program(const SeccompSpec& spec, CapSet caps,
-                                                const std::string& cache_dir) {
-  if (spec.mode == SeccompMode::unconfined) return std::vector<sock_filter>{};
-  std::string key = cache_key(spec, caps);
+}  // namespace
+
+Result<std::vector<sock_filter>> cached_program(
+    const std::string& cache_dir, const std::string& what,
+    const std::function<Result<std::vector<sock_filter>>()>& build) {
+  // The key in full is stored at the head of the file and compared on every load, so that a
+  // hash collision can never hand a VE another program.
+  const std::string key = binary_identity() + what;
   char name[32];
   std::snprintf(name, sizeof name, "%016zx.bpf", std::hash<std::string>{}(key));
   const std::string path = cache_dir + "/" + name;
@@ -44,7 +42,7 @@ Result<std::vector<sock_filter>> cached_program(const SeccompSpec& spec, CapSet 
       return program;
     }
   }
-  auto program = build_seccomp_program(spec, caps);
+  auto program = build();
   if (!program) return program;
   // A cache that cannot be written costs the next start the build again, nothing more.
   if (fs::make_dirs(cache_dir, 0700)) {
@@ -55,8 +53,6 @@ Result<std::vector<sock_filter>> cached_program(const SeccompSpec& spec, CapSet 
   }
   return program;
 }
-
-}  // namespace
 
 Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::string& cache_dir,
                              const std::vector<sock_filter>* seccomp) {
@@ -75,7 +71,18 @@ Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::str
     auto spec = parse_seccomp_option(config.seccomp);
     if (!spec) return tl::unexpected(spec.error().context("the VE's seccomp setting"));
     p.seccomp_spec = *spec;
-    auto program = cached_program(p.seccomp_spec, p.caps, cache_dir);
+    Result<std::vector<sock_filter>> program = std::vector<sock_filter>{};
+    if (p.seccomp_spec.mode != SeccompMode::unconfined) {
+      std::string what =
+          "caps " + std::to_string(p.caps) + "\nprofile " + to_string(p.seccomp_spec) + "\n";
+      if (p.seccomp_spec.mode == SeccompMode::file) {
+        auto text = fs::read_file(p.seccomp_spec.file);
+        if (!text) return tl::unexpected(text.error().context("the VE's seccomp profile"));
+        what += *text;
+      }
+      program = cached_program(cache_dir, what,
+                               [&] { return build_seccomp_program(p.seccomp_spec, p.caps); });
+    }
     if (!program) return tl::unexpected(program.error().context("the VE's seccomp filter"));
     p.seccomp = std::move(*program);
   }

@@ -6,6 +6,8 @@
 
 #include <linux/filter.h>
 
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "cgroup/devices.hpp"
@@ -36,6 +38,12 @@ struct VePolicy {
 [[nodiscard]] Result<VePolicy> make_policy(const store::SecurityConfig& config,
                                            const std::string& cache_dir,
                                            const std::vector<sock_filter>* seccomp = nullptr);
+
+// A seccomp program from `cache_dir`, or `build`'s, kept there for the next call. `what` is
+// everything the program is made from besides the kapsel binary (which is added here).
+[[nodiscard]] Result<std::vector<sock_filter>> cached_program(
+    const std::string& cache_dir, const std::string& what,
+    const std::function<Result<std::vector<sock_filter>>()>& build);
 
 // Applied in the calling process right before it execs the VE's init or an `exec`'d command,
 // after every step of set-up that needs privilege: no_new_privs, then the capabilities, then

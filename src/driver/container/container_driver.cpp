@@ -49,13 +49,33 @@ struct InitArgs {
   RootfsSpec rootfs;
   std::string hostname;
   std::string init;
-  int sync_fd;        // read end: the monitor writes one byte once the child is in its cgroups
+  int sync_fd;        // read end: the monitor's GoMessage, once the child is in its cgroups
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
   int notify_sock;    // where init sends the listener of its syscall filter to the monitor
   const std::vector<sock_filter>* notify_program;  // that filter, built by the monitor
-  const security::VePolicy* policy;                // what the VE's processes may do
 };
+
+// The monitor's go to init, followed by `insns` instructions of the VE's seccomp profile: the
+// part of the VE's security policy that init enters last, which the monitor makes while init
+// builds its root file system.
+struct GoMessage {
+  security::CapabilityPlan caps;
+  std::uint32_t insns = 0;
+};
+
+// Reads exactly `size` bytes; false on EOF or error.
+bool read_exact(int fd, void* into, std::size_t size) {
+  auto* p = static_cast<char*>(into);
+  while (size > 0) {
+    ssize_t n = ::read(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
 
 [[noreturn]] void init_fail(int error_fd, const Error& e) {
   std::string msg = std::to_string(e.code) + " " + e.message;
@@ -85,9 +105,13 @@ struct InitArgs {
     init_fail(a.error_fd, st.error());
   listener->reset();
   ::close(a.notify_sock);
-  char go = 0;
   // EOF here means the monitor died before the VE was in its cgroups.
-  if (::read(a.sync_fd, &go, 1) != 1) ::_exit(1);
+  GoMessage go;
+  security::VePolicy policy;
+  if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
+  policy.cap_plan = go.caps;
+  policy.seccomp.resize(go.insns);
+  if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
   // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
   if (::unshare(CLONE_NEWCGROUP) != 0)
     init_fail(a.error_fd, errno_fail("cgroup namespace").value());
@@ -105,7 +129,7 @@ struct InitArgs {
   // The last step before the exec: from here on init holds only the VE's capabilities, under
   // no_new_privs and its system-call filter.
   const char* step = "";
-  if (int err = security::enter_policy(*a.policy, &step); err != 0)
+  if (int err = security::enter_policy(policy, &step); err != 0)
     init_fail(a.error_fd, sys_fail(err, std::string("starting init: ") + step).value());
   ::execve(a.init.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
   init_fail(a.error_fd,
@@ -387,10 +411,17 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   UniqueFd slave;
   auto master = open_console(slave_path, slave);
   if (!master) fail_start(master.error());
-  auto notify_program = procfs::filter_program();
+  auto notify_program = security::cached_program(store.paths().run_dir + "/seccomp",
+                                                 "syscall virtualiser\n", procfs::filter_program);
   if (!notify_program) fail_start(notify_program.error().context("virtualising sysinfo"));
-  auto policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp");
-  if (!policy) fail_start(policy.error());
+  // The host devices given to the VE, made as nodes by init; the rest of the policy comes
+  // after the clone.
+  std::vector<security::DeviceSpec> devices;
+  for (const auto& d : config.security.devices) {
+    auto spec = security::parse_device_option(d);
+    if (!spec) fail_start(spec.error().context("the VE's devices"));
+    devices.push_back(std::move(*spec));
+  }
 
   InitArgs args;
   std::string ve_dir = store.ve_dir(name);
@@ -404,11 +435,10 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                                             : std::vector<std::pair<std::string, std::string>>{},
                            procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
                            name,
-                           policy->devices};
+                           devices};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
   args.notify_program = &*notify_program;
-  args.policy = &*policy;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
   if (!host_time) fail_start(errno_fail("opening the host's time namespace").value());
@@ -425,6 +455,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   // Made at the first boot, while init builds its root file system:
   UniqueFd notify_listen;  // where `kapsel exec` hands over its commands' listeners
   UniqueFd log;            // the console log
+  std::optional<security::VePolicy> policy;
   std::optional<monitor::OomWatch> oom;
   bool cgroups_ready = false;
   auto first_boot_setup = [&] {
@@ -434,6 +465,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     auto listen = listen_for_listeners(state.monitor);
     if (!listen) fail_start(listen.error());
     notify_listen = std::move(*listen);
+    auto made_policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp");
+    if (!made_policy) fail_start(made_policy.error());
+    policy = std::move(*made_policy);
     // exec loads the same programs; libseccomp need not build them again for every command.
     for (const auto& [file, program] : {std::pair{kNotifyProgramFile, &*notify_program},
                                         std::pair{kSeccompProgramFile, &policy->seccomp}}) {
@@ -532,7 +566,10 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     }
     syscalls.add(std::move(*listener));
     // A child that has already failed cannot read this (EPIPE); its error pipe says why.
-    bool released = ::write(sync_write.get(), "g", 1) == 1;
+    GoMessage go{policy->cap_plan, static_cast<std::uint32_t>(policy->seccomp.size())};
+    std::string message(reinterpret_cast<const char*>(&go), sizeof go);
+    message += program_bytes(policy->seccomp);
+    bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
     sync_write.reset();
     auto why = proc::read_to_eof(error_read.get());
     if (!why.empty()) fail_start(init_error_of(why));
