@@ -5,6 +5,7 @@
 // or no_new_privs; a child without the capability sets no_new_privs, so no root is needed. The
 // answers that need no kernel (layouts, length checks) are tested directly at the end.
 #include "procfs/syscall_virtualizer.hpp"
+#include "raw_syscall.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -49,26 +50,8 @@ VeView small_ve() {
   return v;
 }
 
-// A raw system call's outcome, errno included.
-struct Call {
-  long ret = 0;
-  int err = 0;
-};
-
-// syscall(2) reads its arguments as longs, so each is widened to one first.
-long as_long(long v) {
-  return v;
-}
-long as_long(const void* p) {
-  return static_cast<long>(reinterpret_cast<std::uintptr_t>(p));
-}
-
-template <class... Args>
-Call raw(long nr, Args... args) {
-  errno = 0;
-  long r = ::syscall(nr, as_long(args)...);
-  return {r, r < 0 ? errno : 0};
-}
+using testing::Call;
+using testing::raw;
 
 int count_cpus(const unsigned char* mask, std::size_t size) {
   int n = 0;

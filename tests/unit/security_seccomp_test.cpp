@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "raw_syscall.hpp"
 #include "security/oci_seccomp.hpp"
 #include "security/seccomp_policy.hpp"
 
@@ -55,25 +56,8 @@ constexpr std::uint64_t kDefaultCaps =
 
 constexpr const char* kMissing = "/kapsel-test-no-such-path";
 
-// A system call's outcome, errno included.
-struct Call {
-  long ret = 0;
-  int err = 0;
-};
-
-long as_long(long v) {
-  return v;
-}
-long as_long(const void* p) {
-  return static_cast<long>(reinterpret_cast<std::uintptr_t>(p));
-}
-
-template <class... Args>
-Call raw(long nr, Args... args) {
-  errno = 0;
-  long r = ::syscall(nr, as_long(args)...);
-  return {r, r < 0 ? errno : 0};
-}
+using testing::Call;
+using testing::raw;
 
 std::string describe(const Call& c) {
   if (c.ret >= 0) return "returned " + std::to_string(c.ret);
