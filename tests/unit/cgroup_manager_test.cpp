@@ -16,6 +16,7 @@
 #include "cgroup/hybrid_manager.hpp"
 #include "cgroup/v1_manager.hpp"
 #include "cgroup/v2_manager.hpp"
+#include "cgroup_fake_tree.hpp"
 #include "common/fs.hpp"
 
 namespace kapsel::cgroup {
@@ -60,17 +61,8 @@ constexpr const char* kLegacyMountinfo =
     "33 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:14 - cgroup cgroup "
     "rw,cpuset,clone_children\n";
 
-void put(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::trunc);
-  out << contents;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::string get(const std::string& path) {
-  auto r = fs::read_file(path);
-  EXPECT_TRUE(r) << path << ": " << r.error().message;
-  return r ? *r : std::string();
-}
+using testing::get;
+using testing::put;
 
 bool is_dir(const std::string& path) {
   return fs::is_dir(path);
@@ -85,18 +77,9 @@ void remove_kernel_files(const std::string& dir) {
   for (const auto& f : files) std::filesystem::remove(f);
 }
 
-class CgroupTest : public ::testing::Test {
+// The fake tree of cgroup_fake_tree.hpp, probed from mountinfo text given whole.
+class CgroupTest : public testing::FakeCgroupTree {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kapsel-cgroup-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    base_ = tmpl;
-    root_ = base_ + "/cgroup";
-    mountinfo_ = base_ + "/mountinfo";
-    ASSERT_TRUE(fs::make_dirs(root_));
-  }
-  void TearDown() override { ASSERT_TRUE(fs::remove_tree(base_)); }
-
   Result<std::unique_ptr<Manager>> probe_text(const std::string& text,
                                               const std::string& root = "/sys/fs/cgroup") {
     put(mountinfo_, text);
@@ -105,20 +88,6 @@ class CgroupTest : public ::testing::Test {
     o.mountinfo = mountinfo_;
     return probe(o);
   }
-
-  // Mounts (in the fake mountinfo) a v1 hierarchy at root_/<name> with `options`.
-  std::string v1_line(int id, const std::string& name, const std::string& options) {
-    EXPECT_TRUE(fs::make_dirs(root_ + "/" + name));
-    return std::to_string(id) + " 1 0:" + std::to_string(id) + " / " + root_ + "/" + name +
-           " rw,relatime - cgroup cgroup rw," + options + "\n";
-  }
-  std::string v2_line(int id, const std::string& at) {
-    EXPECT_TRUE(fs::make_dirs(at));
-    return std::to_string(id) + " 1 0:" + std::to_string(id) + " / " + at +
-           " rw,relatime - cgroup2 cgroup2 rw\n";
-  }
-
-  std::string base_, root_, mountinfo_;
 };
 
 // ---- probe() and mountinfo ----
