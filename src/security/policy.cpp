@@ -24,6 +24,19 @@ std::string binary_identity() {
 
 }  // namespace
 
+std::string program_bytes(const std::vector<sock_filter>& program) {
+  return std::string(reinterpret_cast<const char*>(program.data()),
+                     program.size() * sizeof(sock_filter));
+}
+
+std::optional<std::vector<sock_filter>> program_from_bytes(std::string_view bytes) {
+  if (bytes.size() % sizeof(sock_filter) != 0 || bytes.size() / sizeof(sock_filter) > BPF_MAXINSNS)
+    return std::nullopt;
+  std::vector<sock_filter> program(bytes.size() / sizeof(sock_filter));
+  std::memcpy(program.data(), bytes.data(), bytes.size());
+  return program;
+}
+
 Result<std::vector<sock_filter>> cached_program(
     const std::string& cache_dir, const std::string& what,
     const std::function<Result<std::vector<sock_filter>>()>& build) {
@@ -34,22 +47,19 @@ Result<std::vector<sock_filter>> cached_program(
   std::snprintf(name, sizeof name, "%016zx.bpf", std::hash<std::string>{}(key));
   const std::string path = cache_dir + "/" + name;
   if (auto bytes = fs::read_file(path)) {
-    std::size_t body = key.size() + 1;
-    if (bytes->size() > body && bytes->compare(0, key.size(), key) == 0 &&
-        (*bytes)[key.size()] == '\0' && (bytes->size() - body) % sizeof(sock_filter) == 0) {
-      std::vector<sock_filter> program((bytes->size() - body) / sizeof(sock_filter));
-      std::memcpy(program.data(), bytes->data() + body, bytes->size() - body);
-      return program;
+    std::string_view text = *bytes;
+    if (text.size() > key.size() + 1 && text.substr(0, key.size()) == key &&
+        text[key.size()] == '\0') {
+      if (auto program = program_from_bytes(text.substr(key.size() + 1)))
+        return std::move(*program);
     }
   }
   auto program = build();
   if (!program) return program;
   // A cache that cannot be written costs the next start the build again, nothing more.
   if (fs::make_dirs(cache_dir, 0700)) {
-    std::string bytes = key + '\0';
-    bytes.append(reinterpret_cast<const char*>(program->data()),
-                 program->size() * sizeof(sock_filter));
-    (void)fs::write_file_atomic(path, bytes, 0600, /*durable=*/false);
+    (void)fs::write_file_atomic(path, key + '\0' + program_bytes(*program), 0600,
+                                /*durable=*/false);
   }
   return program;
 }

@@ -7,7 +7,9 @@
 #include <linux/filter.h>
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cgroup/devices.hpp"
@@ -38,6 +40,11 @@ struct VePolicy {
 [[nodiscard]] Result<VePolicy> make_policy(const store::SecurityConfig& config,
                                            const std::string& cache_dir,
                                            const std::vector<sock_filter>* seccomp = nullptr);
+
+// A program as bytes, for a file or a pipe, and back: nullopt if `bytes` is not a whole program
+// the kernel would take (a torn or foreign file).
+[[nodiscard]] std::string program_bytes(const std::vector<sock_filter>& program);
+[[nodiscard]] std::optional<std::vector<sock_filter>> program_from_bytes(std::string_view bytes);
 
 // A seccomp program from `cache_dir`, or `build`'s, kept there for the next call. `what` is
 // everything the program is made from besides the kapsel binary (which is added here).

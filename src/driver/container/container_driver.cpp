@@ -261,23 +261,14 @@ std::vector<std::pair<std::string, std::string>> identity_files(const store::VeC
 // The monitor's copy of the syscall filter's program in its VE's run directory, for exec.
 constexpr const char* kNotifyProgramFile = "notify.bpf";
 
-std::string program_bytes(const std::vector<sock_filter>& program) {
-  return std::string(reinterpret_cast<const char*>(program.data()),
-                     program.size() * sizeof(sock_filter));
-}
-
 // The VE's security filter's program in the run dir, for exec (empty file: unconfined).
 constexpr const char* kSeccompProgramFile = "seccomp.bpf";
 
 // A program the monitor left in the run dir, if it is there and whole.
 std::optional<std::vector<sock_filter>> load_program(const std::string& path) {
   auto bytes = fs::read_file(path);
-  if (!bytes || bytes->size() % sizeof(sock_filter) != 0 ||
-      bytes->size() / sizeof(sock_filter) > BPF_MAXINSNS)
-    return std::nullopt;
-  std::vector<sock_filter> program(bytes->size() / sizeof(sock_filter));
-  std::memcpy(program.data(), bytes->data(), bytes->size());
-  return program;
+  if (!bytes) return std::nullopt;
+  return security::program_from_bytes(*bytes);
 }
 
 // The program the monitor left for exec, or a new one if it is missing or damaged.
@@ -472,7 +463,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     for (const auto& [file, program] : {std::pair{kNotifyProgramFile, &*notify_program},
                                         std::pair{kSeccompProgramFile, &policy->seccomp}}) {
       if (auto st = fs::write_file_atomic(store.ve_run_dir(name) + "/" + file,
-                                          program_bytes(*program), 0600, false);
+                                          security::program_bytes(*program), 0600, false);
           !st)
         fail_start(st.error());
     }
@@ -568,7 +559,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // A child that has already failed cannot read this (EPIPE); its error pipe says why.
     GoMessage go{policy->cap_plan, static_cast<std::uint32_t>(policy->seccomp.size())};
     std::string message(reinterpret_cast<const char*>(&go), sizeof go);
-    message += program_bytes(policy->seccomp);
+    message += security::program_bytes(policy->seccomp);
     bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
     sync_write.reset();
     auto why = proc::read_to_eof(error_read.get());
