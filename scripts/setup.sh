@@ -11,7 +11,7 @@ packages=(
   libfuse3-dev libseccomp-dev libcap-dev
   libgtest-dev libgmock-dev
   # runtime: the built-in busybox template is made from Debian's static busybox; newuidmap and
-  # newgidmap for VEs in user namespaces
+  # newgidmap for VEs in user namespaces (--userns and rootless VEs, being built: issue #5)
   busybox-static uidmap
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
