@@ -131,6 +131,16 @@ class PtySession {
     return out;
   }
 
+  // Waits for the shell's prompt after the last run_in_shell. A key typed before it may reach
+  // the shell while its terminal is still canonical, as it switches to line editing, and the
+  // kernel can drop a lone EOF there; a person types after seeing the prompt, and so do we.
+  bool expect_prompt(int timeout_ms = 10000) {
+    size_t at = expect("# ", timeout_ms, searched_);
+    if (at == std::string::npos) return false;
+    searched_ = at;
+    return true;
+  }
+
   const termios& initial_termios() const { return initial_; }
   termios current_termios() const {
     termios t{};
@@ -218,6 +228,7 @@ TEST_F(EnterTest, ShellOnTheVesOwnPtyWithWindowSizeSignalsAndExitStatus) {
 TEST_F(EnterTest, CtrlDLeavesTheShell) {
   PtySession pty(k, {"enter", "box"}, 24, 80);
   EXPECT_EQ(pty.run_in_shell("echo $((6*7))"), "42\n") << pty.output();
+  ASSERT_TRUE(pty.expect_prompt()) << pty.output();
   pty.send("\x04");
   EXPECT_EQ(pty.wait(10000), 0) << pty.output();
   EXPECT_TRUE(same_termios(pty.current_termios(), pty.initial_termios()));
