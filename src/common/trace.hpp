@@ -1,7 +1,6 @@
 // Timing trace for finding where a command spends its time: with KAPSEL_TRACE=1 in the
 // environment, each trace point appends "kapsel-trace <pid> <real-time ms> <what>" to
-// /tmp/kapsel-trace.log (the monitor's stderr is /dev/null). Points inside a VE after its
-// pivot_root land in the VE's /tmp instead.
+// /tmp/kapsel-trace.log (the monitor's stderr is /dev/null), which each process keeps open.
 #pragma once
 
 namespace kapsel::trace {
