@@ -170,6 +170,15 @@ bool user_notification_supported() {
   return ::syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0;
 }
 
+const std::vector<std::string>& virtualised_calls() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& entry : kCalls) n.emplace_back(entry.first);
+    return n;
+  }();
+  return names;
+}
+
 Result<std::vector<sock_filter>> filter_program() {
   security::SeccompContext ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) return fail(ErrorKind::failure, "creating a seccomp filter: libseccomp failed");

@@ -21,6 +21,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/error.hpp"
@@ -93,6 +94,11 @@ struct KernelCpumask {
 // kernel's checks, in its order, for each ABI (kernel/sched/syscalls.c, kernel/compat.c).
 [[nodiscard]] int sched_getaffinity_len_errno(SyscallAbi abi, const KernelCpumask& kernel,
                                               std::uint32_t len);
+
+// The calls the virtualiser answers (sysinfo, sched_getaffinity), by name: a VE's default
+// seccomp profile sends them to the listener itself (security::default_profile), and then no
+// filter_program() is loaded.
+[[nodiscard]] const std::vector<std::string>& virtualised_calls();
 
 // The filter install_listener() loads, as classic BPF: SECCOMP_RET_USER_NOTIF for sysinfo and
 // sched_getaffinity on x86-64, i386 and x32 (natively elsewhere), SECCOMP_RET_ALLOW for the

@@ -65,7 +65,8 @@ Result<std::vector<sock_filter>> cached_program(
 }
 
 Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::string& cache_dir,
-                             const std::vector<sock_filter>* seccomp) {
+                             const std::vector<sock_filter>* seccomp,
+                             const std::vector<std::string>& notified) {
   VePolicy p;
   if (config.capabilities) {
     auto caps = capabilities_from_names(*config.capabilities);
@@ -77,21 +78,30 @@ Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::str
   p.cap_plan = plan_capabilities(p.caps);
   if (seccomp) {
     p.seccomp = *seccomp;
+    p.seccomp_notifies = !notified.empty();
   } else {
     auto spec = parse_seccomp_option(config.seccomp);
     if (!spec) return tl::unexpected(spec.error().context("the VE's seccomp setting"));
     p.seccomp_spec = *spec;
     Result<std::vector<sock_filter>> program = std::vector<sock_filter>{};
+    p.seccomp_notifies = p.seccomp_spec.mode == SeccompMode::default_profile && !notified.empty();
     if (p.seccomp_spec.mode != SeccompMode::unconfined) {
       std::string what =
           "caps " + std::to_string(p.caps) + "\nprofile " + to_string(p.seccomp_spec) + "\n";
+      if (p.seccomp_notifies) {
+        what += "notified";
+        for (const auto& call : notified) what += " " + call;
+        what += "\n";
+      }
       if (p.seccomp_spec.mode == SeccompMode::file) {
         auto text = fs::read_file(p.seccomp_spec.file);
         if (!text) return tl::unexpected(text.error().context("the VE's seccomp profile"));
         what += *text;
       }
-      program = cached_program(cache_dir, what,
-                               [&] { return build_seccomp_program(p.seccomp_spec, p.caps); });
+      program = cached_program(cache_dir, what, [&] {
+        return build_seccomp_program(p.seccomp_spec, p.caps,
+                                     p.seccomp_notifies ? notified : std::vector<std::string>{});
+      });
     }
     if (!program) return tl::unexpected(program.error().context("the VE's seccomp filter"));
     p.seccomp = std::move(*program);
@@ -106,7 +116,13 @@ Result<VePolicy> make_policy(const store::SecurityConfig& config, const std::str
 }
 
 int enter_policy(const VePolicy& policy, const char** step) noexcept {
-  // no_new_privs first: set-uid programs in the VE gain nothing, and the filter may be loaded
+  return enter_policy(policy, nullptr, nullptr, step);
+}
+
+int enter_policy(const VePolicy& policy, const std::vector<sock_filter>* virtualiser, int* listener,
+                 const char** step) noexcept {
+  if (listener) *listener = -1;
+  // no_new_privs first: set-uid programs in the VE gain nothing, and the filters may be loaded
   // without CAP_SYS_ADMIN once that is gone.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     *step = "setting no_new_privs";
@@ -116,7 +132,14 @@ int enter_policy(const VePolicy& policy, const char** step) noexcept {
     *step = "dropping capabilities";
     return err;
   }
-  if (int err = load_seccomp_program(policy.seccomp); err != 0) {
+  bool notifies = listener && policy.seccomp_notifies && !policy.seccomp.empty();
+  if (listener && !notifies && virtualiser && !virtualiser->empty()) {
+    if (int err = load_seccomp_program(*virtualiser, listener); err != 0) {
+      *step = "loading the syscall virtualiser's filter";
+      return err;
+    }
+  }
+  if (int err = load_seccomp_program(policy.seccomp, notifies ? listener : nullptr); err != 0) {
     *step = "loading the seccomp filter";
     return err;
   }

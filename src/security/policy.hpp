@@ -26,20 +26,28 @@ struct VePolicy {
   CapabilityPlan cap_plan;
   SeccompSpec seccomp_spec;
   std::vector<sock_filter> seccomp;  // empty: unconfined
-  std::vector<DeviceSpec> devices;   // host devices added to the VE's /dev
+  // The program also sends the syscall virtualiser's calls to a user-notification listener
+  // (security::default_profile's `notified`): it is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER,
+  // and no separate virtualiser filter is needed.
+  bool seccomp_notifies = false;
+  std::vector<DeviceSpec> devices;  // host devices added to the VE's /dev
   std::vector<cgroup::DeviceRule> device_rules;
 };
 
 // Errors name the setting and what to do: a seccomp file gone since the VE was created, a
 // device node removed from the host. With `seccomp`, that program (the monitor's, left in the
-// run dir) is used instead of building it again.
+// run dir) is used instead of building it again. `notified`: the calls a listener answers
+// (procfs::virtualised_calls()); the default profile then sends them to it, which saves every
+// process of the VE the load of a second filter. With `seccomp` given, `notified` says that the
+// program was made so.
 //
 // libseccomp takes 7 to 12 ms to build the default profile, a third of a VE's start, so a
 // program once built is kept in `cache_dir` (the run dir's seccomp/), keyed by everything it is
 // made from: this kapsel binary, the capabilities, the profile and a profile file's contents.
 [[nodiscard]] Result<VePolicy> make_policy(const store::SecurityConfig& config,
                                            const std::string& cache_dir,
-                                           const std::vector<sock_filter>* seccomp = nullptr);
+                                           const std::vector<sock_filter>* seccomp = nullptr,
+                                           const std::vector<std::string>& notified = {});
 
 // A program as bytes, for a file or a pipe, and back: nullopt if `bytes` is not a whole program
 // the kernel would take (a torn or foreign file).
@@ -54,8 +62,13 @@ struct VePolicy {
 
 // Applied in the calling process right before it execs the VE's init or an `exec`'d command,
 // after every step of set-up that needs privilege: no_new_privs, then the capabilities, then
-// the system-call filter (last, so that it filters none of kapsel's own calls). No allocation:
-// it runs in vfork children. Returns 0 or an errno; `step` names what failed.
+// the system-call filters (last, so that they filter none of kapsel's own calls). With
+// `listener`, the process's calls to the syscall virtualiser go to a new user-notification
+// listener, returned there (close-on-exec): through the policy's own program if it notifies,
+// else through `virtualiser` (procfs::filter_program()), loaded first. No allocation: it runs
+// in vfork children. Returns 0 or an errno; `step` names what failed.
 int enter_policy(const VePolicy& policy, const char** step) noexcept;
+int enter_policy(const VePolicy& policy, const std::vector<sock_filter>* virtualiser, int* listener,
+                 const char** step) noexcept;
 
 }  // namespace kapsel::security

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <initializer_list>
@@ -26,7 +27,7 @@ namespace {
 // ships): an allowlist for x86-64 and i386 whose default answer is EPERM, a list of calls
 // every process may make, groups allowed only to a VE that keeps a capability, and argument
 // rules for clone, clone3 and personality. Where kapsel differs, and why:
-// - x32 calls are not judged but kill the process (see default_program()).
+// - x32 calls are not judged but kill the process (see default_profile()).
 // - kexec_load and kexec_file_load are never allowed (moby: with CAP_SYS_BOOT). kapsel keeps
 //   CAP_SYS_BOOT by default, because a VE's init halts or reboots with reboot(2), which in a
 //   pid namespace ends only that namespace; kexec knows no namespace and replaces the host's
@@ -455,92 +456,57 @@ constexpr std::uint64_t kPersonalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffff
 constexpr std::uint32_t kRebootCommands[] = {LINUX_REBOOT_CMD_RESTART, LINUX_REBOOT_CMD_RESTART2,
                                              LINUX_REBOOT_CMD_POWER_OFF, LINUX_REBOOT_CMD_HALT};
 
-Status set_attr(scmp_filter_ctx ctx, scmp_filter_attr attr, std::uint32_t value,
-                std::string_view what) {
-  if (int rc = seccomp_attr_set(ctx, attr, value); rc < 0) return sys_fail(-rc, what);
-  return {};
-}
+}  // namespace
 
-// Adds a rule for `name`, on every architecture of the filter that has the call. A name this
-// libseccomp does not know is a call newer than its tables, and is skipped.
-Status add_rule(scmp_filter_ctx ctx, std::uint32_t action, const char* name,
-                std::initializer_list<scmp_arg_cmp> args = {}) {
-  int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR) return {};
-  int rc = seccomp_rule_add_array(ctx, action, nr, static_cast<unsigned>(args.size()),
-                                  args.size() ? args.begin() : nullptr);
-  if (rc < 0) return sys_fail(-rc, std::string("adding ") + name + " to the seccomp filter");
-  return {};
-}
-
-Status add_default_rules(scmp_filter_ctx c, std::uint64_t caps) {
-  for (const char* name : kAllowed)
-    if (auto st = add_rule(c, SCMP_ACT_ALLOW, name); !st) return st;
-  for (const CapGroup& group : kCapGroups) {
-    if (!(caps & group.caps)) continue;
-    for (const char* name : group.names)
-      if (auto st = add_rule(c, SCMP_ACT_ALLOW, name); !st) return st;
-  }
-
-  if (caps & cap(CAP_SYS_ADMIN)) {
-    if (auto st = add_rule(c, SCMP_ACT_ALLOW, "clone"); !st) return st;
-    if (auto st = add_rule(c, SCMP_ACT_ALLOW, "clone3"); !st) return st;
-  } else {
-    // The flags are clone's first argument on x86 (s390 swaps the first two; kapsel does not
-    // run there).
-    if (auto st = add_rule(c, SCMP_ACT_ALLOW, "clone",
-                           {SCMP_A0(SCMP_CMP_MASKED_EQ, kCloneNamespaceFlags, 0)});
-        !st)
-      return st;
-    // clone3 passes its flags in memory, where seccomp cannot look. ENOSYS makes glibc (2.34
-    // and later) fall back to clone, whose flags the rule above checks.
-    if (auto st = add_rule(c, SCMP_ACT_ERRNO(ENOSYS), "clone3"); !st) return st;
-  }
-  for (std::uint64_t persona : kPersonalities) {
-    if (auto st = add_rule(c, SCMP_ACT_ALLOW, "personality", {SCMP_A0(SCMP_CMP_EQ, persona)}); !st)
-      return st;
-  }
-  if (caps & cap(CAP_SYS_BOOT)) {
-    for (std::uint32_t command : kRebootCommands) {
-      if (auto st = add_rule(c, SCMP_ACT_ALLOW, "reboot",
-                             {SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffff, command)});
-          !st)
-        return st;
-    }
-  }
-  return {};
-}
-
-Result<std::vector<sock_filter>> default_program(std::uint64_t caps) {
-  SeccompContext ctx(seccomp_init(SCMP_ACT_ERRNO(EPERM)));
-  if (!ctx) return fail(ErrorKind::failure, "creating the seccomp filter: libseccomp failed");
-  scmp_filter_ctx c = ctx.get();
+FilterSpec default_profile(std::uint64_t caps, const std::vector<std::string>& notified) {
+  FilterSpec spec;
+  spec.default_action = SCMP_ACT_ERRNO(EPERM);
   // A call from an ABI the filter does not cover is not one it can judge: the process dies.
-  // On x86-64 that is an x32 call (libseccomp's x86-64 section sends numbers with the x32 bit
-  // there): x32 is the one ABI moby's profile has that kapsel leaves out, since Debian's kernels
-  // refuse x32 calls unless booted with syscall.x32=y and no Debian userland uses it, while a
-  // third section would make the filter a third longer for every process that loads it.
-  if (auto st = set_attr(c, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS,
-                         "setting the seccomp filter's action for other ABIs");
-      !st)
-    return tl::unexpected(st.error());
+  // On x86-64 that is an x32 call: x32 is the one ABI moby's profile has that kapsel leaves
+  // out, since Debian's kernels refuse x32 calls unless booted with syscall.x32=y and no Debian
+  // userland uses it, while a third section would make the filter longer for every process
+  // that loads it.
+  spec.other_abi_action = SCMP_ACT_KILL_PROCESS;
+  spec.abis = {seccomp_arch_native()};
 #if defined(__x86_64__)
   // A 64-bit process can also make i386 calls (int $0x80); they are judged by the same lists,
   // by name.
-  if (int rc = seccomp_arch_add(c, SCMP_ARCH_X86); rc < 0 && rc != -EEXIST)
-    return sys_fail(-rc, "adding an architecture to the seccomp filter");
+  spec.abis.push_back(SCMP_ARCH_X86);
 #endif
-  // libseccomp's binary tree (SCMP_FLTATR_CTL_OPTIMIZE 2), not its linear layout: it makes the
-  // build slower (~17 ms against ~12), but a built program is cached (security/policy.hpp),
-  // while every process of the VE loads it, and the kernel's load (which evaluates the program
-  // for each system call number to find those it always allows) is a third faster with it.
-  if (auto st = set_attr(c, SCMP_FLTATR_CTL_OPTIMIZE, 2, "sorting the seccomp filter"); !st)
-    return tl::unexpected(st.error());
-  if (auto st = add_default_rules(c, caps); !st) return tl::unexpected(st.error());
-  return export_seccomp_program(c, "the seccomp filter");
-}
+  auto allow = [&](const char* name, std::vector<std::vector<ArgCondition>> when_any = {}) {
+    bool is_notified = std::find(notified.begin(), notified.end(), name) != notified.end();
+    spec.rules.push_back(
+        SyscallRule{name, is_notified ? SCMP_ACT_NOTIFY : SCMP_ACT_ALLOW, std::move(when_any)});
+  };
+  for (const char* name : kAllowed) allow(name);
+  for (const CapGroup& group : kCapGroups) {
+    if (!(caps & group.caps)) continue;
+    for (const char* name : group.names) allow(name);
+  }
 
-}  // namespace
+  if (caps & cap(CAP_SYS_ADMIN)) {
+    allow("clone");
+    allow("clone3");
+  } else {
+    // The flags are clone's first argument on x86 (s390 swaps the first two; kapsel does not
+    // run there).
+    allow("clone", {{ArgCondition{0, kCloneNamespaceFlags, 0}}});
+    // clone3 passes its flags in memory, where seccomp cannot look. ENOSYS makes glibc (2.34
+    // and later) fall back to clone, whose flags the rule above checks.
+    spec.rules.push_back(SyscallRule{"clone3", SCMP_ACT_ERRNO(ENOSYS), {}});
+  }
+  std::vector<std::vector<ArgCondition>> personas;
+  for (std::uint64_t persona : kPersonalities)
+    personas.push_back({ArgCondition{0, ~0ULL, persona}});
+  allow("personality", std::move(personas));
+  if (caps & cap(CAP_SYS_BOOT)) {
+    std::vector<std::vector<ArgCondition>> commands;
+    for (std::uint32_t command : kRebootCommands)
+      commands.push_back({ArgCondition{2, 0xffffffff, command}});
+    allow("reboot", std::move(commands));
+  }
+  return spec;
+}
 
 void SeccompContextRelease::operator()(void* ctx) const {
   seccomp_release(ctx);
@@ -605,27 +571,33 @@ std::string to_string(const SeccompSpec& spec) {
   return "default";
 }
 
-Result<std::vector<sock_filter>> build_seccomp_program(const SeccompSpec& spec,
-                                                       std::uint64_t caps) {
+Result<std::vector<sock_filter>> build_seccomp_program(const SeccompSpec& spec, std::uint64_t caps,
+                                                       const std::vector<std::string>& notified) {
   switch (spec.mode) {
     case SeccompMode::unconfined:
       return std::vector<sock_filter>{};
     case SeccompMode::file:
       return compile_oci_seccomp_file(spec.file);
-    case SeccompMode::default_profile:
-      return with_context(default_program(caps), "building the default seccomp profile");
+    case SeccompMode::default_profile: {
+      FilterSpec profile = default_profile(caps, notified);
+      // libseccomp compiles what the compact form cannot express (nothing, today).
+      if (auto compact = compile_compact(profile)) return compact;
+      return with_context(compile_with_libseccomp(profile), "building the default seccomp profile");
+    }
   }
   return fail(ErrorKind::failure, "building the seccomp filter: unknown mode");
 }
 
-int load_seccomp_program(const std::vector<sock_filter>& program) noexcept {
+int load_seccomp_program(const std::vector<sock_filter>& program, int* listener) noexcept {
   if (program.empty()) return 0;
   if (program.size() > BPF_MAXINSNS) return EINVAL;
   struct sock_fprog fprog = {static_cast<unsigned short>(program.size()),
                              const_cast<sock_filter*>(program.data())};
   int saved = errno;
-  long rc = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
-  int result = rc == 0 ? 0 : errno;
+  long rc = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0, &fprog);
+  int result = rc < 0 ? errno : 0;
+  if (listener && rc >= 0) *listener = static_cast<int>(rc);
   errno = saved;
   return result;
 }

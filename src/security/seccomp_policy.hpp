@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "security/syscall_filter.hpp"
 
 namespace kapsel::security {
 
@@ -39,20 +40,28 @@ struct SeccompSpec {
 // parse_seccomp_option() reads it back.
 [[nodiscard]] std::string to_string(const SeccompSpec& spec);
 
-// The program for a VE whose processes keep the capabilities `caps` (bit n is capability n of
-// <linux/capability.h>): the default profile lets a process make the calls its capabilities
-// are for (mount with CAP_SYS_ADMIN, ...). Empty for unconfined. A file profile is read and
-// compiled again, so that an edited profile takes effect at the VE's next start.
-[[nodiscard]] Result<std::vector<sock_filter>> build_seccomp_program(const SeccompSpec& spec,
-                                                                     std::uint64_t caps);
+// kapsel's default profile for a VE whose processes keep the capabilities `caps` (bit n is
+// capability n of <linux/capability.h>): it lets a process make the calls its capabilities are
+// for (mount with CAP_SYS_ADMIN, ...). The calls named in `notified` (allowed ones) go to the
+// filter's user-notification listener instead (SECCOMP_RET_USER_NOTIF), so that one filter
+// does the work of the profile and of the syscall virtualiser's (procfs/syscall_virtualizer).
+[[nodiscard]] FilterSpec default_profile(std::uint64_t caps,
+                                         const std::vector<std::string>& notified = {});
 
-// Loads `program` into the calling process with seccomp(SECCOMP_SET_MODE_FILTER, 0), after the
+// The program for a VE whose processes keep `caps`. Empty for unconfined. A file profile is
+// read and compiled again, so that an edited profile takes effect at the VE's next start;
+// `notified` applies to the default profile only.
+[[nodiscard]] Result<std::vector<sock_filter>> build_seccomp_program(
+    const SeccompSpec& spec, std::uint64_t caps, const std::vector<std::string>& notified = {});
+
+// Loads `program` into the calling process with seccomp(SECCOMP_SET_MODE_FILTER), after the
 // process's last mount, pivot_root or sethostname (the default profile refuses those without
 // CAP_SYS_ADMIN). The kernel takes it only with no_new_privs set or CAP_SYS_ADMIN held (EACCES
-// otherwise). Async-signal-safe and allocation-free, for a vfork child; errno is left as it
-// was, since a vfork child shares it with its parent. Returns 0 or an errno; an empty program
-// is a no-op that returns 0.
-int load_seccomp_program(const std::vector<sock_filter>& program) noexcept;
+// otherwise). With `listener`, the filter's user-notification listener is made and its
+// descriptor (close-on-exec) put there; a process can have one (EBUSY). Async-signal-safe and
+// allocation-free, for a vfork child; errno is left as it was, since a vfork child shares it
+// with its parent. Returns 0 or an errno; an empty program is a no-op that returns 0.
+int load_seccomp_program(const std::vector<sock_filter>& program, int* listener = nullptr) noexcept;
 
 // ---------------------------------------------------------------------------------------------
 // Shared by the profile compilers (here and oci_seccomp.cpp). procfs/syscall_virtualizer.cpp

@@ -600,6 +600,80 @@ TEST(SeccompDefaultProgram, CapabilitiesChangeTheProgramOnlyWhereTheyShould) {
   EXPECT_EQ(verdict(plain, x86_64, 169, {0, 0, LINUX_REBOOT_CMD_KEXEC}), kEperm);
   EXPECT_EQ(verdict(plain, x86_64, 169, {0, 0, LINUX_REBOOT_CMD_SW_SUSPEND}), kEperm);
 }
+
+// The compact compiler (security/syscall_filter.hpp) must answer exactly as libseccomp does
+// for the same spec: every number of every ABI, the x32 range, numbers past every table, other
+// ABIs, and the argument values the profile's conditions look at.
+TEST(SeccompDefaultProgram, CompactProgramAnswersAsLibseccompsDoes) {
+  const std::vector<std::string> notified = {"sysinfo", "sched_getaffinity"};
+  const std::uint64_t cap_sets[] = {kDefaultCaps, kDefaultCaps & ~bit(CAP_SYS_BOOT),
+                                    kDefaultCaps | bit(CAP_SYS_ADMIN), 0, ~std::uint64_t{0}};
+  // First arguments: clone flags with and without namespaces, personalities in and out of the
+  // list (also with high bits); third: reboot commands, also sign-extended.
+  const std::uint64_t firsts[] = {0,           SIGCHLD,    CLONE_NEWUSER | SIGCHLD, CLONE_NEWNET,
+                                  0x8,         0x20008,    ADDR_NO_RANDOMIZE,       0xffffffff,
+                                  0x1ffffffff, 0x100000000};
+  const std::uint64_t thirds[] = {LINUX_REBOOT_CMD_RESTART, LINUX_REBOOT_CMD_HALT,
+                                  0xffffffff00000000 | LINUX_REBOOT_CMD_HALT,
+                                  LINUX_REBOOT_CMD_KEXEC, LINUX_REBOOT_CMD_CAD_ON};
+  std::vector<std::uint32_t> numbers;
+  for (std::uint32_t nr = 0; nr < 1100; ++nr) numbers.push_back(nr);
+  for (std::uint32_t nr = 0; nr < 600; ++nr) numbers.push_back(kX32 | nr);
+  for (std::uint32_t nr :
+       std::vector<std::uint32_t>{0x3fffffff, 0x7fffffff, 0x80000000, 0xffffffff})
+    numbers.push_back(nr);
+  for (std::uint64_t caps : cap_sets) {
+    for (const auto& with : {std::vector<std::string>{}, notified}) {
+      SCOPED_TRACE(::testing::Message() << "caps " << std::hex << caps << std::dec << ", "
+                                        << with.size() << " notified");
+      FilterSpec spec = default_profile(caps, with);
+      auto compact = compile_compact(spec);
+      auto reference = compile_with_libseccomp(spec);
+      ASSERT_TRUE(compact) << compact.error().message;
+      ASSERT_TRUE(reference) << reference.error().message;
+      EXPECT_LT(compact->size() * 2, reference->size())
+          << "the compact program is no longer much smaller than libseccomp's";
+      int mismatches = 0;
+      for (std::uint32_t arch :
+           std::vector<std::uint32_t>{AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_AARCH64}) {
+        for (std::uint32_t nr : numbers) {
+          if (arch != AUDIT_ARCH_X86_64 && nr >= 1100) continue;
+          for (std::uint64_t first : firsts) {
+            for (std::uint64_t third : thirds) {
+              // An i386 process's arguments are zero-extended by the kernel.
+              if (arch == AUDIT_ARCH_I386 && ((first | third) >> 32) != 0) continue;
+              auto want = verdict(*reference, arch, nr, {first, 0, third});
+              auto got = verdict(*compact, arch, nr, {first, 0, third});
+              if (want != got && ++mismatches <= 5) {
+                ADD_FAILURE() << "arch " << std::hex << arch << " nr " << nr << " args " << first
+                              << ", " << third << ": libseccomp " << want << ", compact " << got;
+              }
+            }
+          }
+        }
+      }
+      EXPECT_EQ(mismatches, 0);
+    }
+  }
+}
+
+TEST(SeccompDefaultProgram, NotifiedCallsGoToTheListenerAndNothingElseChanges) {
+  auto plain = build_seccomp_program(SeccompSpec{}, kDefaultCaps);
+  auto merged =
+      build_seccomp_program(SeccompSpec{}, kDefaultCaps, {"sysinfo", "sched_getaffinity"});
+  ASSERT_TRUE(plain && merged);
+  constexpr std::uint32_t x86_64 = AUDIT_ARCH_X86_64, i386 = AUDIT_ARCH_I386;
+  // sysinfo is 99 and 116, sched_getaffinity 204 and 242 (x86-64, i386).
+  for (auto [arch, nr] : {std::pair{x86_64, 99u}, {x86_64, 204u}, {i386, 116u}, {i386, 242u}}) {
+    EXPECT_EQ(verdict(*plain, arch, nr), SECCOMP_RET_ALLOW) << nr;
+    EXPECT_EQ(verdict(*merged, arch, nr), SECCOMP_RET_USER_NOTIF) << nr;
+  }
+  for (std::uint32_t nr = 0; nr < 500; ++nr) {
+    if (nr == 99 || nr == 204) continue;
+    EXPECT_EQ(verdict(*plain, x86_64, nr, {SIGCHLD}), verdict(*merged, x86_64, nr, {SIGCHLD}))
+        << nr;
+  }
+}
 #endif
 
 // ---------------------------------------------------------------------------------------------

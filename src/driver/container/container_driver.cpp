@@ -53,7 +53,9 @@ struct InitArgs {
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
   int notify_sock;    // where init sends the listener of its syscall filter to the monitor
-  const std::vector<sock_filter>* notify_program;  // that filter, built by the monitor
+  // The syscall virtualiser's own filter, for a policy whose program does not notify (null
+  // when the VE's seccomp setting is the default profile, whose program does).
+  const std::vector<sock_filter>* notify_program;
 };
 
 // The monitor's go to init, followed by `insns` instructions of the VE's seccomp profile: the
@@ -62,6 +64,7 @@ struct InitArgs {
 struct GoMessage {
   security::CapabilityPlan caps;
   std::uint32_t insns = 0;
+  bool notifies = false;  // the program sends the virtualised calls to its listener
 };
 
 // Reads exactly `size` bytes; false on EOF or error.
@@ -91,27 +94,22 @@ bool read_exact(int fd, void* into, std::size_t size) {
   // The root file system is built while the monitor creates the VE's cgroups and moves this
   // process into them: the two take about as long, and run side by side on two CPUs.
   if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
+  trace::point("init: pivoted");
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
   if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
-  // Last of the set-up: from here on sysinfo(2) and sched_getaffinity(2) are answered by the
-  // monitor with the VE's own figures, for init and everything it starts.
-  auto listener = procfs::install_listener(*a.notify_program);
-  if (!listener) init_fail(a.error_fd, listener.error().context("virtualising sysinfo"));
-  if (auto st = procfs::send_listener_fd(a.notify_sock, listener->get()); !st)
-    init_fail(a.error_fd, st.error());
-  listener->reset();
-  ::close(a.notify_sock);
   // EOF here means the monitor died before the VE was in its cgroups.
   GoMessage go;
   security::VePolicy policy;
   if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
   policy.cap_plan = go.caps;
+  policy.seccomp_notifies = go.notifies;
   policy.seccomp.resize(go.insns);
   if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
+  trace::point("init: go read");
   // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
   if (::unshare(CLONE_NEWCGROUP) != 0)
     init_fail(a.error_fd, errno_fail("cgroup namespace").value());
@@ -127,10 +125,19 @@ bool read_exact(int fd, void* into, std::size_t size) {
   const char* envp[] = {path.c_str(), "HOME=/root", "TERM=linux", "container=kapsel", nullptr};
   const char* argv[] = {a.init.c_str(), nullptr};
   // The last step before the exec: from here on init holds only the VE's capabilities, under
-  // no_new_privs and its system-call filter.
+  // no_new_privs and its system-call filter, and its sysinfo(2) and sched_getaffinity(2) are
+  // answered by the monitor with the VE's own figures (for everything it starts, too).
   const char* step = "";
-  if (int err = security::enter_policy(policy, &step); err != 0)
+  int listener = -1;
+  if (int err = security::enter_policy(policy, a.notify_program, &listener, &step); err != 0)
     init_fail(a.error_fd, sys_fail(err, std::string("starting init: ") + step).value());
+  if (listener >= 0) {
+    if (auto st = procfs::send_listener_fd(a.notify_sock, listener); !st)
+      init_fail(a.error_fd, st.error().context("virtualising sysinfo"));
+    ::close(listener);
+  }
+  ::close(a.notify_sock);
+  trace::point("init: policy entered");
   ::execve(a.init.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
   init_fail(a.error_fd,
             errno_fail("starting init " + a.init + " (does the template have an init?)").value());
@@ -258,11 +265,13 @@ std::vector<std::pair<std::string, std::string>> identity_files(const store::VeC
                         config.hostname + "\n"}};
 }
 
-// The monitor's copy of the syscall filter's program in its VE's run directory, for exec.
+// The monitor's copy of the syscall virtualiser's filter in its VE's run directory, for exec.
 constexpr const char* kNotifyProgramFile = "notify.bpf";
 
-// The VE's security filter's program in the run dir, for exec (empty file: unconfined).
+// The VE's security filter's program in the run dir, for exec (empty file: unconfined)...
 constexpr const char* kSeccompProgramFile = "seccomp.bpf";
+// ... or, instead of both, its program that also sends the virtualised calls to the monitor.
+constexpr const char* kNotifyingProgramFile = "seccomp-notify.bpf";
 
 // A program the monitor left in the run dir, if it is there and whole.
 std::optional<std::vector<sock_filter>> load_program(const std::string& path) {
@@ -402,9 +411,15 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   UniqueFd slave;
   auto master = open_console(slave_path, slave);
   if (!master) fail_start(master.error());
-  auto notify_program = security::cached_program(store.paths().run_dir + "/seccomp",
-                                                 "syscall virtualiser\n", procfs::filter_program);
-  if (!notify_program) fail_start(notify_program.error().context("virtualising sysinfo"));
+  // The syscall virtualiser's own filter, for a VE whose seccomp program cannot send it the
+  // calls it answers (make_policy() below: all but the default profile's).
+  std::optional<std::vector<sock_filter>> notify_program;
+  if (config.security.seccomp != "default") {
+    auto program = security::cached_program(store.paths().run_dir + "/seccomp",
+                                            "syscall virtualiser\n", procfs::filter_program);
+    if (!program) fail_start(program.error().context("virtualising sysinfo"));
+    notify_program = std::move(*program);
+  }
   // The host devices given to the VE, made as nodes by init; the rest of the policy comes
   // after the clone.
   std::vector<security::DeviceSpec> devices;
@@ -429,7 +444,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            devices};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
-  args.notify_program = &*notify_program;
+  args.notify_program = notify_program ? &*notify_program : nullptr;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
   if (!host_time) fail_start(errno_fail("opening the host's time namespace").value());
@@ -456,12 +471,19 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     auto listen = listen_for_listeners(state.monitor);
     if (!listen) fail_start(listen.error());
     notify_listen = std::move(*listen);
-    auto made_policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp");
+    auto made_policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp",
+                                             nullptr, procfs::virtualised_calls());
     if (!made_policy) fail_start(made_policy.error());
     policy = std::move(*made_policy);
-    // exec loads the same programs; libseccomp need not build them again for every command.
-    for (const auto& [file, program] : {std::pair{kNotifyProgramFile, &*notify_program},
-                                        std::pair{kSeccompProgramFile, &policy->seccomp}}) {
+    // exec loads the same programs; they need not be built again for every command.
+    std::vector<std::pair<const char*, const std::vector<sock_filter>*>> files;
+    if (policy->seccomp_notifies) {
+      files.emplace_back(kNotifyingProgramFile, &policy->seccomp);
+    } else {
+      files.emplace_back(kSeccompProgramFile, &policy->seccomp);
+      if (notify_program) files.emplace_back(kNotifyProgramFile, &*notify_program);
+    }
+    for (const auto& [file, program] : files) {
       if (auto st = fs::write_file_atomic(store.ve_run_dir(name) + "/" + file,
                                           security::program_bytes(*program), 0600, false);
           !st)
@@ -547,8 +569,17 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
     }
     trace::point("monitor: init attached to cgroups");
-    // Init sends its syscall listener once its root file system is ready; EOF means it failed,
-    // and its error pipe says why.
+    // The policy goes with init's go, and init enters it once its root file system is ready.
+    // A child that has already failed cannot read this (EPIPE); its error pipe says why.
+    GoMessage go{policy->cap_plan, static_cast<std::uint32_t>(policy->seccomp.size()),
+                 policy->seccomp_notifies};
+    std::string message(reinterpret_cast<const char*>(&go), sizeof go);
+    message += security::program_bytes(policy->seccomp);
+    bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
+    sync_write.reset();
+    trace::point("monitor: go sent");
+    // Init sends its syscall listener right before it execs; EOF means it failed, and its error
+    // pipe says why.
     auto listener = procfs::receive_listener_fd(notify_monitor.get());
     if (!listener) {
       ::kill(child, SIGKILL);
@@ -556,15 +587,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(why.empty() ? listener.error().context("starting init") : init_error_of(why));
     }
     syscalls.add(std::move(*listener));
-    // A child that has already failed cannot read this (EPIPE); its error pipe says why.
-    GoMessage go{policy->cap_plan, static_cast<std::uint32_t>(policy->seccomp.size())};
-    std::string message(reinterpret_cast<const char*>(&go), sizeof go);
-    message += security::program_bytes(policy->seccomp);
-    bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
-    sync_write.reset();
+    trace::point("monitor: listener received");
     auto why = proc::read_to_eof(error_read.get());
     if (!why.empty()) fail_start(init_error_of(why));
     if (!released) fail_start(errno_fail("releasing init").value());
+    trace::point("monitor: init exec'd");
     state.phase = store::Phase::running;
     state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
     state.started_at = ::time(nullptr);
@@ -732,25 +759,31 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // its listener over this connection (made now, from the host's network namespace). Without a
   // monitor to answer, the command sees the host's figures.
   trace::point("exec: cgroups opened");
+  const std::string run_dir = ctx_.store().ve_run_dir(config.name);
   UniqueFd notify(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  std::vector<sock_filter> filter;
   if (notify) {
     socklen_t len = 0;
     auto addr = notify_address(state.monitor, len);
-    auto program = load_notify_program(ctx_.store().ve_run_dir(config.name));
-    if (program && ::connect(notify.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) {
-      filter = std::move(*program);
-    } else {
-      notify.reset();
-    }
+    if (::connect(notify.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) notify.reset();
   }
-  struct sock_fprog fprog = {static_cast<unsigned short>(filter.size()), filter.data()};
 
-  // The command gets what init got: the VE's capabilities, no_new_privs and its filter (the
-  // monitor's program; built anew only if it is missing).
-  auto cached = load_program(ctx_.store().ve_run_dir(config.name) + "/" + kSeccompProgramFile);
-  auto policy = security::make_policy(config.security, ctx_.store().paths().run_dir + "/seccomp",
-                                      cached ? &*cached : nullptr);
+  // The command gets what init got: the VE's capabilities, no_new_privs and its filters (the
+  // monitor's programs; built anew only if they are missing). The default profile's program
+  // also sends the virtualised calls to the monitor, which only helps while it can answer.
+  const std::string cache_dir = ctx_.store().paths().run_dir + "/seccomp";
+  std::optional<std::vector<sock_filter>> virtualiser;
+  Result<security::VePolicy> policy = fail(ErrorKind::failure, "no policy");
+  if (auto notifying = notify ? load_program(run_dir + "/" + kNotifyingProgramFile) : std::nullopt;
+      notifying && !notifying->empty()) {
+    policy =
+        security::make_policy(config.security, cache_dir, &*notifying, procfs::virtualised_calls());
+  } else {
+    if (notify) {
+      if (auto program = load_notify_program(run_dir)) virtualiser = std::move(*program);
+    }
+    auto cached = load_program(run_dir + "/" + kSeccompProgramFile);
+    policy = security::make_policy(config.security, cache_dir, cached ? &*cached : nullptr);
+  }
   if (!policy) return tl::unexpected(policy.error().context("exec in VE " + config.name));
   // Until the command has been exec'd, this process (and its vfork child, which shares its
   // memory) is kapsel's binary inside the VE's pid namespace: not dumpable, so the VE's
@@ -838,29 +871,30 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
       if (::write(fd.get(), "0", 1) != 1) child_fail(cgroup_msg, errno, 125);
     }
     if (::setns(init->get(), CLONE_NEWCGROUP) != 0) child_fail(cgroup_msg, errno, 125);
+    trace::point("exec child: in the cgroups");
     if (request.tty) {
       ::setsid();
       ::ioctl(slave.get(), TIOCSCTTY, 0);
       for (int fd = 0; fd <= 2; ++fd) ::dup2(slave.get(), fd);
     }
     if (::chdir(request.cwd.c_str()) != 0) child_fail(cwd_msg, errno, 125);
-    if (notify) {
-      // The program was built before the fork: a vfork child must not allocate.
-      long listener =
-          ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
-      if (listener >= 0) {
-        (void)procfs::send_listener_fd(notify.get(), static_cast<int>(listener));
-        ::close(static_cast<int>(listener));
-      }
-    }
     // No descriptor of kapsel's may reach the command (CVE-2024-21626 class of leaks).
     ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    // The programs were built before the fork: a vfork child must not allocate.
     const char* step = "";
-    if (int e = security::enter_policy(*policy, &step); e != 0) {
+    int listener = -1;
+    if (int e = security::enter_policy(*policy, virtualiser ? &*virtualiser : nullptr,
+                                       notify ? &listener : nullptr, &step);
+        e != 0) {
       (void)!::write(STDERR_FILENO, policy_msg.data(), policy_msg.size());
       (void)!::write(STDERR_FILENO, step, std::strlen(step));
       child_fail(": ", e, 125);
     }
+    if (listener >= 0) {
+      (void)procfs::send_listener_fd(notify.get(), listener);
+      ::close(listener);
+    }
+    trace::point("exec child: policy entered");
     int err = ENOENT;
     for (const auto& path : candidates) {
       ::execve(path.c_str(), argv.data(), envp.data());
@@ -874,7 +908,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     }
     child_fail(run_msg, err, err == ENOENT ? 127 : 126);
   }
-  trace::point("exec: command running");
+  trace::point("exec: command started");
   {
     int fork_errno = errno;
     KAPSEL_TRY(host.restore(), "exec");
