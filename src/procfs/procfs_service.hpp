@@ -57,6 +57,12 @@ extern const std::array<VirtualFile, 8> kVirtualFiles;
 // also a dead service's. No error if it is not running.
 [[nodiscard]] Status stop_service(const store::Paths& paths);
 
+// Looks up <mountpoint>/<ve> and its files, so that the kernel has their names cached (for a
+// second) when the VE's setup child binds them: each lookup is a round trip to the service,
+// which the VE's monitor makes while the child mounts the VE's root, instead of the child after
+// it. Needs the VE's state.json (see bind_into); errors are of no consequence and not reported.
+void prefetch(const std::string& mountpoint, const std::string& ve);
+
 // For a VE's setup child, in the VE's new mount namespace, after <rootfs>/proc and <rootfs>/sys
 // are mounted and before pivot_root: bind-mounts <mountpoint>/<ve>/<name> read-only (and nosuid,
 // nodev, noexec) over <rootfs><target> for each virtual file. A target the VE's kernel files

@@ -107,6 +107,13 @@ Status in_mount_namespace(int pidfd, const std::string& what, Body body) {
 
 }  // namespace
 
+void prefetch(const std::string& mountpoint, const std::string& ve) {
+  const std::string dir = mountpoint + "/" + ve;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return;
+  for (const auto& f : kVirtualFiles) (void)::stat((dir + "/" + std::string(f.name)).c_str(), &st);
+}
+
 Status bind_into(const std::string& mountpoint, const std::string& ve, const std::string& rootfs) {
   const std::string dir = mountpoint + "/" + ve;
   // One lookup through the service first: a dead service answers ENOTCONN, none ENOENT (the

@@ -102,7 +102,11 @@ TEST_F(ResourcesTest, ForkBombStopsAtPidsLimitAndVeStaysAdministrable) {
   EXPECT_NE(cgroup_file("bomb", "pids", "pids.events"), "max 0");
   // Administrable: status, stats, a command that needs no fork, and stop.
   EXPECT_EQ(k.status("bomb")["state"], "running");
-  EXPECT_EQ(stats("bomb")["pids"], 50);
+  // The bomb's shells die when a fork fails and others take their places: the count moves
+  // just under the limit.
+  int pids = stats("bomb")["pids"];
+  EXPECT_LE(pids, 50);
+  EXPECT_GE(pids, 40);
   auto r = k.run({"exec", "bomb", "--", "cat", "/proc/1/comm"});
   EXPECT_EQ(r.out, "init\n") << r;
   auto stop = k.run({"stop", "--timeout", "1", "bomb"});

@@ -468,6 +468,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // Recorded before the cgroups are made, so that whoever finds this monitor dead knows
     // which cgroups to remove.
     if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+    // The service knows the VE from its state: the names init binds can be looked up now.
+    if (procfs_service) procfs::prefetch(procfs::mountpoint(store.paths()), name);
+    trace::point("monitor: /proc service files looked up");
     auto listen = listen_for_listeners(state.monitor);
     if (!listen) fail_start(listen.error());
     notify_listen = std::move(*listen);
