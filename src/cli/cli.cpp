@@ -16,6 +16,7 @@
 #include "cli/security_flags.hpp"
 #include "cli/stats_view.hpp"
 #include "common/process.hpp"
+#include "common/trace.hpp"
 #include "image/template.hpp"
 #include "procfs/procfs_service.hpp"
 #include "store/store.hpp"
@@ -673,6 +674,7 @@ int run(int argc, char** argv) {
       break;
     }
   }
+  trace::point("cli: commands declared");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -686,6 +688,7 @@ int run(int argc, char** argv) {
     return report(fail(ErrorKind::usage, "'--' is only used by exec and run").value());
   command_tail = std::move(trailing);
   if (auto st = require_root(); !st) return report(st.error());
+  trace::point("cli: parsed");
   return action();
 }
 
