@@ -10,6 +10,7 @@
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::ve {
 
@@ -156,10 +157,15 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     config.template_id = tmpl->id;
     ctx_.remember_template(*tmpl);
 
-    if (auto st = store_.create_ve(config); !st) return tl::unexpected(st.error());
+    KAPSEL_TRY(allocate_ids(config), "create");
+    auto undo = [&](const Error& e) -> Result<store::VeConfig> {
+      if (config.security.userns) (void)userns_ranges().release(config.name);
+      return tl::unexpected(e);
+    };
+    if (auto st = store_.create_ve(config); !st) return undo(st.error());
     if (auto st = (*drv)->create(config); !st) {
       (void)store_.remove_ve(config.name);
-      return tl::unexpected(st.error().context("creating VE " + config.name));
+      return undo(st.error().context("creating VE " + config.name));
     }
     return config;
   };
@@ -264,7 +270,26 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
     KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   }
+  if (config.security.userns) KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
+  return {};
+}
+
+security::RangeTable Lifecycle::userns_ranges() const {
+  return security::RangeTable(store_.paths().root + "/userns");
+}
+
+Status Lifecycle::allocate_ids(store::VeConfig& config) {
+  auto& userns = config.security.userns;
+  if (!userns) return {};
+  if (config.kind != "container")
+    return fail(ErrorKind::usage, "--userns is for container VEs; a " + config.kind +
+                                      " VE's root is already confined to its guest kernel");
+  std::optional<security::IdRange> wanted;
+  if (userns->host_uid != 0) wanted = security::IdRange{userns->host_uid, userns->size};
+  auto range = userns_ranges().allocate(config.name, wanted, security::host_subordinate_ranges());
+  if (!range) return tl::unexpected(range.error());
+  *userns = store::UsernsConfig{range->base, range->base, range->size};
   return {};
 }
 

@@ -37,6 +37,7 @@
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
 #include "security/policy.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -88,9 +89,22 @@ bool read_exact(int fd, void* into, std::size_t size) {
   // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   trace::point("init: cloned");
+  RootfsSpec rootfs = a.rootfs;
+  std::vector<UniqueFd> pins;
+  if (rootfs.userns) {
+    // Still with the host's ids, which own kapsel's directories; then, once the monitor has
+    // written the maps (one byte on the sync pipe), as the namespace's root. Changing ids
+    // clears the parent-death signal.
+    if (auto st = pin_host_paths(rootfs, pins); !st) init_fail(a.error_fd, st.error());
+    char mapped = 0;
+    if (!read_exact(a.sync_fd, &mapped, 1)) ::_exit(1);
+    if (int err = security::become_namespace_root(); err != 0)
+      init_fail(a.error_fd, sys_fail(err, "becoming root of the VE's user namespace").value());
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
   // The root file system is built while the monitor creates the VE's cgroups and moves this
   // process into them: the two take about as long, and run side by side on two CPUs.
-  if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
+  if (auto st = setup_rootfs(rootfs); !st) init_fail(a.error_fd, st.error());
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
   if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
@@ -294,6 +308,12 @@ Status ContainerDriver::create(const store::VeConfig& config) {
   KAPSEL_TRY(fs::make_dirs(upper + "/etc", 0755), "preparing /etc");
   for (const auto& [path, content] : identity_files(config))
     KAPSEL_TRY(fs::write_file_atomic(upper + "/" + path, content, 0644), "writing /" + path);
+  // The private area holds the VE's own files as its mapped ids own them on disk (the template
+  // is id-mapped instead: see docs/security.md).
+  if (config.security.userns)
+    KAPSEL_TRY(security::shift_ownership(ctx_.store().ve_dir(config.name) + "/private",
+                                         *config.security.userns),
+               "giving the private area to the VE's root");
   return {};
 }
 
@@ -426,7 +446,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                                             : std::vector<std::pair<std::string, std::string>>{},
                            procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
                            name,
-                           devices};
+                           devices,
+                           config.security.userns.has_value()};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
   args.notify_program = &*notify_program;
@@ -512,12 +533,24 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     args.console_slave = slave.get();
     args.notify_sock = notify_init.get();
 
+    // A VE with a user namespace sees the template through an id-mapped copy, made anew for
+    // every boot's namespace.
+    UniqueFd lower_tree;
+    if (args.rootfs.userns) {
+      auto tree = security::clone_tree(tmpl.rootfs);
+      if (!tree) fail_start(tree.error());
+      lower_tree = std::move(*tree);
+    }
+    args.rootfs.lower_tree = lower_tree ? lower_tree.get() : -1;
+
     trace::point("monitor: cloning init");
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again.
     if (auto st = new_time_namespace(); !st) fail_start(st.error());
     trace::point("monitor: time namespace made");
+    // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
+    // that its root may mount and configure them.
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                  CLONE_NEWNET);
+                                  CLONE_NEWNET | (args.rootfs.userns ? CLONE_NEWUSER : 0));
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -530,6 +563,12 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(errno_fail("returning to the host's time namespace").value());
     if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
     trace::point("monitor: init cloned");
+    if (args.rootfs.userns) {
+      auto mapped = security::map_user_namespace(child, *config.security.userns, lower_tree.get());
+      if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
+      if (!mapped) fail_start(mapped.error());
+      lower_tree.reset();
+    }
     sync_read.reset();
     error_write.reset();
     notify_init.reset();
@@ -823,6 +862,9 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string cwd_msg = "kapsel: exec: cannot change to " + request.cwd + where.substr(1);
   const std::string run_msg = "kapsel: exec: cannot run '" + program + where;
   const std::string policy_msg = "kapsel: exec in VE " + config.name + ": ";
+  const std::string userns_msg =
+      "kapsel: exec: joining the user namespace of VE " + config.name + ": ";
+  const bool userns = config.security.userns.has_value();
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
@@ -838,6 +880,12 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
       if (::write(fd.get(), "0", 1) != 1) child_fail(cgroup_msg, errno, 125);
     }
     if (::setns(init->get(), CLONE_NEWCGROUP) != 0) child_fail(cgroup_msg, errno, 125);
+    // Last of the namespaces: the host's root can join the others from the host's user
+    // namespace, and the command then runs as the VE's root, a mapped id.
+    if (userns) {
+      int e = ::setns(init->get(), CLONE_NEWUSER) == 0 ? security::become_namespace_root() : errno;
+      if (e != 0) child_fail(userns_msg, e, 125);
+    }
     if (request.tty) {
       ::setsid();
       ::ioctl(slave.get(), TIOCSCTTY, 0);
