@@ -1,0 +1,165 @@
+// VEs with a user namespace (--userns, issue #5 item 2), through the real binary on this host:
+// root in the VE is an unprivileged range of host ids, checked from the host; the VE's files look
+// owned by root inside; files it writes land in its private area owned by the mapped ids; VEs
+// get disjoint ranges, an explicit overlapping range is refused, destroy frees the range; and
+// the default capabilities, seccomp filter and masks hold as in any VE.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "harness.hpp"
+#include "security_expectations.hpp"
+
+namespace kapsel::testing {
+namespace {
+
+// Where kapsel starts handing out ranges (security/userns.hpp).
+constexpr std::uint64_t kRangeBase = 100'000'000;
+
+class UsernsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
+
+  // The VE's mapping as `status --json` reports it: {host_uid, host_gid, size}.
+  nlohmann::json mapping(const std::string& ve) const {
+    return k.status(ve)["security"].value("userns", nlohmann::json());
+  }
+
+  Kapsel k;
+};
+
+TEST_F(UsernsTest, RootInsideIsAnUnprivilegedIdOnTheHost) {
+  ASSERT_TRUE(k.create_and_start("u", {"--userns"}));
+  auto map = mapping("u");
+  ASSERT_TRUE(map.is_object()) << k.status("u").dump();
+  const auto host_uid = map["host_uid"].get<std::uint64_t>();
+  EXPECT_GE(host_uid, kRangeBase);
+  EXPECT_EQ(map["size"], 65536);
+  EXPECT_EQ(k.sh("u", "id -u; id -g").out, "0\n0\n");
+  EXPECT_EQ(k.sh("u", "cat /proc/self/uid_map").out,
+            "         0  " + std::to_string(host_uid) + "      65536\n");
+  // From the host: init and what exec starts run as the mapped ids, not as root.
+  ASSERT_EQ(k.sh("u", "sleep 60 >/dev/null 2>&1 &").exit_code, 0);
+  int init = k.status("u")["init_pid"].get<int>();
+  auto in_ve = processes_in_pid_namespace(pid_namespace_inode(init));
+  EXPECT_GE(in_ve.size(), 2u);
+  const std::string uid = std::to_string(host_uid),
+                    gid = std::to_string(map["host_gid"].get<int>());
+  for (pid_t pid : in_ve) {
+    auto f = status_fields(read_text("/proc/" + std::to_string(pid) + "/status"));
+    EXPECT_EQ(f["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid) << "pid " << pid;
+    EXPECT_EQ(f["Gid"], gid + "\t" + gid + "\t" + gid + "\t" + gid) << "pid " << pid;
+  }
+  auto status = k.run({"status", "u"});
+  EXPECT_NE(status.out.find("userns:       uid 0-65535 -> " + std::to_string(host_uid)),
+            std::string::npos)
+      << status;
+}
+
+TEST_F(UsernsTest, FilesLookOwnedByRootInsideAndNewOnesLandAsTheMappedIds) {
+  ASSERT_TRUE(k.create_and_start("files", {"--userns"}));
+  const auto host_uid = mapping("files")["host_uid"].get<std::uint64_t>();
+  EXPECT_EQ(k.sh("files", "stat -c %u:%g /bin/busybox /etc/hostname /etc/passwd").out,
+            "0:0\n0:0\n0:0\n");
+  // Every entry of / is root's (none is the overflow id 65534 of an unmapped owner), except the
+  // roots of /proc and /sys: the kernel gives those to the host's root, which the VE does not
+  // map, in every user namespace (as in any rootless container).
+  auto ls = k.sh("files",
+                 "ls -ln / | tail -n +2 | grep -v -e ' proc$' -e ' sys$' | "
+                 "awk '{print $3\":\"$4}' | sort -u");
+  EXPECT_EQ(ls.out, "0:0\n") << ls;
+  // Made inside, as root and as another user: on disk in the private area as the mapped ids.
+  ASSERT_EQ(k.sh("files",
+                 "echo x > /root-made && mkdir /home/u && chown 1000:1000 /home/u && "
+                 "echo y > /etc/hostname")
+                .exit_code,
+            0);
+  const std::string upper = k.root() + "/ves/files/private/upper";
+  struct stat st {};
+  ASSERT_EQ(::stat((upper + "/root-made").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, host_uid);
+  EXPECT_EQ(st.st_gid, mapping("files")["host_gid"].get<std::uint64_t>());
+  ASSERT_EQ(::stat((upper + "/home/u").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, host_uid + 1000);
+  // A template file changed inside is copied up as the mapped root; the template itself stays
+  // host root's.
+  ASSERT_EQ(::stat((upper + "/etc/hostname").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, host_uid);
+  EXPECT_EQ(k.sh("files", "stat -c %u /home/u").out, "1000\n");
+}
+
+TEST_F(UsernsTest, VesGetDisjointRangesAnOverlapIsRefusedAndDestroyFreesThem) {
+  ASSERT_EQ(k.run({"create", "a", "--userns"}).exit_code, 0);
+  ASSERT_EQ(k.run({"create", "b", "--userns"}).exit_code, 0);
+  auto a = mapping("a"), b = mapping("b");
+  const auto a_base = a["host_uid"].get<std::uint64_t>();
+  const auto b_base = b["host_uid"].get<std::uint64_t>();
+  EXPECT_TRUE(a_base + 65536 <= b_base || b_base + 65536 <= a_base) << a << b;
+
+  // An explicit range inside a's: one line, usage error, nothing created.
+  auto clash = k.run({"create", "c", "--userns-range", std::to_string(a_base + 100) + ":1000"});
+  EXPECT_EQ(clash.exit_code, 2) << clash;
+  EXPECT_NE(clash.err.find("overlaps the ids of VE a"), std::string::npos) << clash;
+  EXPECT_EQ(std::count(clash.err.begin(), clash.err.end(), '\n'), 1) << clash;
+  EXPECT_EQ(k.list().size(), 2u) << k.list().dump();
+  struct stat st {};
+  EXPECT_NE(::stat((k.root() + "/ves/c").c_str(), &st), 0);
+
+  // A free explicit range is taken as given, and runs.
+  ASSERT_TRUE(k.create_and_start("d", {"--userns-range", "300000000:65536"}));
+  EXPECT_EQ(mapping("d")["host_uid"], 300000000);
+  EXPECT_EQ(k.sh("d", "id -u").out, "0\n");
+
+  // a's range is free again once a is destroyed: the next VE gets it.
+  ASSERT_EQ(k.run({"destroy", "a"}).exit_code, 0);
+  ASSERT_EQ(k.run({"create", "e", "--userns"}).exit_code, 0);
+  EXPECT_EQ(mapping("e")["host_uid"].get<std::uint64_t>(), a_base);
+  auto table = nlohmann::json::parse(read_text(k.root() + "/userns/ranges.json"));
+  EXPECT_FALSE(table.contains("a")) << table;
+  EXPECT_TRUE(table.contains("b") && table.contains("d") && table.contains("e")) << table;
+}
+
+TEST_F(UsernsTest, DefaultCapabilitiesSeccompAndMasksHold) {
+  ASSERT_TRUE(k.create_and_start("sec", {"--userns"}));
+  for (const std::string pid : {"1", "self"}) {
+    auto f = status_fields(k.sh("sec", "cat /proc/" + pid + "/status").out);
+    SCOPED_TRACE("/proc/" + pid + "/status");
+    EXPECT_EQ(hex(f["CapEff"]), kDefaultCaps) << f["CapEff"];
+    EXPECT_EQ(hex(f["CapBnd"]), kDefaultCaps) << f["CapBnd"];
+    EXPECT_EQ(hex(f["CapInh"]), 0u);
+    EXPECT_EQ(hex(f["CapAmb"]), 0u);
+    EXPECT_EQ(f["NoNewPrivs"], "1");
+    EXPECT_EQ(f["Seccomp"], "2");
+    EXPECT_GE(std::stoi(f["Seccomp_filters"]), 2);
+  }
+  // Masked and read-only as without a user namespace.
+  EXPECT_EQ(k.sh("sec", "wc -c < /proc/keys").out, "0\n");
+  auto core = k.sh("sec", "echo '|/tmp/evil' > /proc/sys/kernel/core_pattern");
+  EXPECT_NE(core.err.find("Read-only file system"), std::string::npos) << core;
+  auto sysfs = k.sh("sec", "echo never > /sys/kernel/mm/transparent_hugepage/enabled");
+  EXPECT_NE(sysfs.err.find("Read-only file system"), std::string::npos) << sysfs;
+  // Mounting is refused (no SYS_ADMIN, and the filter), though the VE owns its namespaces.
+  auto mount = k.sh("sec", "mkdir -p /mnt/p && mount -t proc proc /mnt/p");
+  EXPECT_NE(mount.exit_code, 0) << mount;
+  // The minimal devices work (binds of the host's nodes), and no others can be made usable.
+  EXPECT_EQ(k.sh("sec", "head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo ok").out,
+            "4\nok\n");
+  auto mknod = k.sh("sec", "mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda");
+  EXPECT_NE(mknod.exit_code, 0) << mknod;
+  // /proc, /sys and the /proc service's files are there.
+  EXPECT_EQ(k.sh("sec", "test -r /proc/meminfo && test -d /sys/class/net/lo && echo ok").out,
+            "ok\n");
+}
+
+TEST_F(UsernsTest, RunRmWithAUsernsWorksAndLeavesNoRange) {
+  auto r = k.run({"run", "--rm", "--userns", "--", "sh", "-c",
+                  "id -u; stat -c %u /bin/busybox; echo x > /f; stat -c %u /f"});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "0\n0\n0\n") << r;
+  auto table = nlohmann::json::parse(read_text(k.root() + "/userns/ranges.json"));
+  EXPECT_TRUE(table.empty()) << table;
+}
+
+}  // namespace
+}  // namespace kapsel::testing
