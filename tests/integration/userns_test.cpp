@@ -121,7 +121,7 @@ TEST_F(UsernsTest, VesGetDisjointRangesAnOverlapIsRefusedAndDestroyFreesThem) {
 }
 
 TEST_F(UsernsTest, DefaultCapabilitiesSeccompAndMasksHold) {
-  ASSERT_TRUE(k.create_and_start("sec", {"--userns"}));
+  ASSERT_TRUE(k.create_and_start("sec", {"--userns", "--memory", "256M", "--cpus", "1"}));
   for (const std::string pid : {"1", "self"}) {
     auto f = status_fields(k.sh("sec", "cat /proc/" + pid + "/status").out);
     SCOPED_TRACE("/proc/" + pid + "/status");
@@ -147,9 +147,12 @@ TEST_F(UsernsTest, DefaultCapabilitiesSeccompAndMasksHold) {
             "4\nok\n");
   auto mknod = k.sh("sec", "mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda");
   EXPECT_NE(mknod.exit_code, 0) << mknod;
-  // /proc, /sys and the /proc service's files are there.
-  EXPECT_EQ(k.sh("sec", "test -r /proc/meminfo && test -d /sys/class/net/lo && echo ok").out,
-            "ok\n");
+  // /proc and /sys are there, and the VE's limits apply and show through the /proc service's
+  // files and the monitor's answer to sysinfo(2), as in any VE.
+  EXPECT_EQ(k.sh("sec", "test -d /sys/class/net/lo && echo ok").out, "ok\n");
+  EXPECT_NE(k.sh("sec", "grep MemTotal /proc/meminfo").out.find(" 262144 kB"), std::string::npos);
+  EXPECT_EQ(k.sh("sec", "nproc").out, "1\n");
+  EXPECT_NE(k.sh("sec", "free -m | grep Mem:").out.find(" 256 "), std::string::npos);
 }
 
 TEST_F(UsernsTest, RunRmWithAUsernsWorksAndLeavesNoRange) {
