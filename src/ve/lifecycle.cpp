@@ -151,17 +151,19 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
-    auto tmpl = ctx_.templates().ensure(*spec, progress);
-    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
-    config.template_spec = spec->to_string();
-    config.template_id = tmpl->id;
-    ctx_.remember_template(*tmpl);
-
+    // Before the template, which may take a while to build: a range that is not free is a
+    // mistake in the command line.
     KAPSEL_TRY(allocate_ids(config), "create");
     auto undo = [&](const Error& e) -> Result<store::VeConfig> {
       if (config.security.userns) (void)userns_ranges().release(config.name);
       return tl::unexpected(e);
     };
+    auto tmpl = ctx_.templates().ensure(*spec, progress);
+    if (!tmpl) return undo(tmpl.error().context("template " + spec->to_string()));
+    config.template_spec = spec->to_string();
+    config.template_id = tmpl->id;
+    ctx_.remember_template(*tmpl);
+
     if (auto st = store_.create_ve(config); !st) return undo(st.error());
     if (auto st = (*drv)->create(config); !st) {
       (void)store_.remove_ve(config.name);
