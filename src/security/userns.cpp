@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <fts.h>
-#include <grp.h>
 #include <linux/mount.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -61,15 +59,6 @@ std::vector<SubordinateRange> parse_subid(std::string_view text) {
     if (!start || !count || *count == 0 || *start + *count > kIdSpace) continue;
     out.push_back({std::string(line.substr(0, first)),
                    {static_cast<std::uint32_t>(*start), static_cast<std::uint32_t>(*count)}});
-  }
-  return out;
-}
-
-std::vector<IdRange> subid_ranges_of(const std::vector<SubordinateRange>& all,
-                                     std::string_view user, uid_t uid) {
-  std::vector<IdRange> out;
-  for (const auto& r : all) {
-    if (r.owner == user || r.owner == std::to_string(uid)) out.push_back(r.range);
   }
   return out;
 }

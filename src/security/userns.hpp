@@ -47,9 +47,6 @@ struct SubordinateRange {
 // Every well-formed line of a subuid(5) file; comments, blank and malformed lines are skipped,
 // as shadow's own tools do.
 [[nodiscard]] std::vector<SubordinateRange> parse_subid(std::string_view text);
-// The ranges of `user` (by name or uid) in such a file.
-[[nodiscard]] std::vector<IdRange> subid_ranges_of(const std::vector<SubordinateRange>& all,
-                                                   std::string_view user, uid_t uid);
 
 // The lowest range of `size` ids at or above `from` that overlaps none of `taken`; none if the
 // 32-bit id space has no such gap.
