@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fts.h>
-#include <linux/mount.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
