@@ -36,7 +36,8 @@ void to_json(json& j, const SecurityConfig& s) {
   if (s.userns)
     j["userns"] = {{"host_uid", s.userns->host_uid},
                    {"host_gid", s.userns->host_gid},
-                   {"size", s.userns->size}};
+                   {"size", s.userns->size},
+                   {"rootless", s.userns->rootless}};
 }
 
 void to_json(json& j, const RuntimeState& s) {
@@ -88,9 +89,9 @@ Result<VeConfig> parse_config(std::string_view text) {
       c.security.devices = sec.value("devices", std::vector<std::string>{});
       if (sec.contains("userns")) {
         const json& u = sec.at("userns");
-        c.security.userns =
-            UsernsConfig{u.at("host_uid").get<std::uint32_t>(),
-                         u.at("host_gid").get<std::uint32_t>(), u.at("size").get<std::uint32_t>()};
+        c.security.userns = UsernsConfig{
+            u.at("host_uid").get<std::uint32_t>(), u.at("host_gid").get<std::uint32_t>(),
+            u.at("size").get<std::uint32_t>(), u.value("rootless", false)};
       }
     }
   });

@@ -23,6 +23,10 @@ struct UsernsConfig {
   std::uint32_t host_uid = 0;
   std::uint32_t host_gid = 0;
   std::uint32_t size = 0;
+  // A rootless VE (made by a non-root user): its root is the user's own id (host_uid, host_gid)
+  // and its other ids the user's /etc/subuid and /etc/subgid ranges, mapped at each start by
+  // newuidmap(1) and newgidmap(1); size is unused.
+  bool rootless = false;
 };
 
 // What a VE's processes may do (src/security turns it into capabilities, a seccomp filter and
