@@ -55,10 +55,16 @@ int command_status(const Result<int>& code) {
   return kExitExecFailed;
 }
 
-Status require_root() {
+// A non-root user runs rootless VEs in a store of its own (docs/security.md) with the commands
+// that need no privilege of the host's; the rest need root.
+Status require_root(const CLI::App& app) {
   if (::geteuid() == 0) return {};
+  for (const char* rootless : {"create", "start", "exec", "stop", "destroy", "list", "status"}) {
+    if (app.got_subcommand(rootless)) return {};
+  }
   return fail(ErrorKind::permission,
-              "this command must be run as root (rootless VEs are not supported yet)");
+              "this command must be run as root (rootless VEs: create, start, exec, stop, destroy, "
+              "list and status)");
 }
 
 // Shows template build/import progress on a terminal; a pipe or log gets one line per phase.
@@ -313,6 +319,12 @@ int run(int argc, char** argv) {
     action = [&] {
       auto st = lifecycle()->start(name);
       if (st) say("started VE " + name);
+      // Said once per start, as it holds for every start (docs/security.md, rootless VEs).
+      if (st && ::geteuid() != 0)
+        std::fprintf(stderr,
+                     "kapsel: warning: VE %s runs rootless without cgroups (none are delegated to "
+                     "you): no memory, CPU, pids or I/O limits and no device cgroup apply\n",
+                     name.c_str());
       return report(st);
     };
   });
@@ -685,7 +697,7 @@ int run(int argc, char** argv) {
   if (had_separator && !exec->parsed() && !run_cmd->parsed())
     return report(fail(ErrorKind::usage, "'--' is only used by exec and run").value());
   command_tail = std::move(trailing);
-  if (auto st = require_root(); !st) return report(st.error());
+  if (auto st = require_root(app); !st) return report(st.error());
   return action();
 }
 

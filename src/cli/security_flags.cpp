@@ -96,7 +96,10 @@ std::vector<std::pair<std::string, std::string>> describe(const store::SecurityC
   }
   lines.emplace_back("capabilities", caps);
   lines.emplace_back("seccomp", s.seccomp);
-  if (s.userns) {
+  if (s.userns && s.userns->rootless) {
+    lines.emplace_back("userns", "rootless: uid 0 -> " + std::to_string(s.userns->host_uid) +
+                                     ", the others -> its /etc/subuid range");
+  } else if (s.userns) {
     auto last = [&](std::uint32_t base) { return std::to_string(base + s.userns->size - 1); };
     lines.emplace_back("userns",
                        "uid 0-" + std::to_string(s.userns->size - 1) + " -> " +

@@ -2,15 +2,18 @@
 
 #include <fcntl.h>
 #include <fts.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "common/fs.hpp"
 
@@ -171,7 +174,70 @@ std::vector<IdRange> host_subordinate_ranges() {
   return out;
 }
 
+namespace {
+
+// Runs newuidmap(1) or newgidmap(1) (Debian's uidmap package): the set-uid helpers that write
+// a user's /etc/subuid and /etc/subgid ranges into a namespace's maps, which the user may not.
+Status run_id_helper(const char* helper, pid_t pid, const std::vector<std::string>& triples) {
+  std::vector<std::string> args = {helper, std::to_string(pid)};
+  args.insert(args.end(), triples.begin(), triples.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) return errno_fail(std::string("running ") + helper);
+  if (child == 0) {
+    ::execvp(helper, argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return errno_fail(std::string("waiting for ") + helper);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return fail(
+        ErrorKind::failure,
+        std::string(helper) + " failed" +
+            (WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (is uidmap installed?)" : ""));
+  return {};
+}
+
+// A rootless VE's maps: the user's own id as root, then its subordinate ranges; with none, the
+// user's own id alone, which it may map itself (after denying setgroups(2), as the kernel asks
+// of an unprivileged writer of gid_map).
+Status write_rootless_maps(pid_t pid, const store::UsernsConfig& map) {
+  const std::string proc = "/proc/" + std::to_string(pid) + "/";
+  struct passwd* pw = ::getpwuid(map.host_uid);
+  const std::string user = pw ? pw->pw_name : std::to_string(map.host_uid);
+  for (auto [file, helper, own] : {std::tuple{"/etc/subuid", "newuidmap", map.host_uid},
+                                   std::tuple{"/etc/subgid", "newgidmap", map.host_gid}}) {
+    std::vector<std::string> triples = {"0", std::to_string(own), "1"};
+    std::uint64_t next = 1;
+    if (auto text = fs::read_file(file)) {
+      for (const auto& r : parse_subid(*text)) {
+        if (r.owner != user && r.owner != std::to_string(map.host_uid)) continue;
+        for (auto v : {next, std::uint64_t{r.range.base}, std::uint64_t{r.range.size}})
+          triples.push_back(std::to_string(v));
+        next += r.range.size;
+      }
+    }
+    if (next > 1) {
+      KAPSEL_TRY(run_id_helper(helper, pid, triples), "mapping the VE's ids");
+    } else {
+      const bool uid = std::string_view(helper) == "newuidmap";
+      if (!uid) KAPSEL_TRY(fs::write_existing(proc + "setgroups", "deny"), "mapping the VE's ids");
+      KAPSEL_TRY(fs::write_existing(proc + (uid ? "uid_map" : "gid_map"),
+                                    "0 " + std::to_string(own) + " 1\n"),
+                 "mapping the VE's ids");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Status write_id_maps(pid_t pid, const store::UsernsConfig& map) {
+  if (map.rootless) return write_rootless_maps(pid, map);
   const std::string proc = "/proc/" + std::to_string(pid) + "/";
   const std::string size = " " + std::to_string(map.size) + "\n";
   KAPSEL_TRY(fs::write_existing(proc + "uid_map", "0 " + std::to_string(map.host_uid) + size),

@@ -155,7 +155,8 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     // mistake in the command line.
     KAPSEL_TRY(allocate_ids(config), "create");
     auto undo = [&](const Error& e) -> Result<store::VeConfig> {
-      if (config.security.userns) (void)userns_ranges().release(config.name);
+      if (config.security.userns && !config.security.userns->rootless)
+        (void)userns_ranges().release(config.name);
       return tl::unexpected(e);
     };
     auto tmpl = ctx_.templates().ensure(*spec, progress);
@@ -272,7 +273,8 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
     KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   }
-  if (config.security.userns) KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);
+  if (config.security.userns && !config.security.userns->rootless)
+    KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
   return {};
 }
@@ -283,6 +285,16 @@ security::RangeTable Lifecycle::userns_ranges() const {
 
 Status Lifecycle::allocate_ids(store::VeConfig& config) {
   auto& userns = config.security.userns;
+  if (::geteuid() != 0) {
+    // Rootless: always a user namespace, of the user's own ids (see store::UsernsConfig).
+    if (userns && userns->host_uid != 0)
+      return fail(ErrorKind::usage,
+                  "--userns-range needs root: a rootless VE's ids are your own "
+                  "and your /etc/subuid range");
+    userns = store::UsernsConfig{static_cast<std::uint32_t>(::getuid()),
+                                 static_cast<std::uint32_t>(::getgid()), 0, true};
+    return {};
+  }
   if (!userns) return {};
   if (config.kind != "container")
     return fail(ErrorKind::usage, "--userns is for container VEs; a " + config.kind +
