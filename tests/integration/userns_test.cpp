@@ -3,9 +3,11 @@
 // owned by root inside; files it writes land in its private area owned by the mapped ids; VEs
 // get disjoint ranges, an explicit overlapping range is refused, destroy frees the range; and
 // the default capabilities, seccomp filter and masks hold as in any VE.
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include "harness.hpp"
@@ -162,6 +164,119 @@ TEST_F(UsernsTest, RunRmWithAUsernsWorksAndLeavesNoRange) {
   EXPECT_EQ(r.out, "0\n0\n0\n") << r;
   auto table = nlohmann::json::parse(read_text(k.root() + "/userns/ranges.json"));
   EXPECT_TRUE(table.empty()) << table;
+}
+
+// A non-root user of the host runs a busybox VE end to end (issue #5, item 3): kapsel-test, made
+// for the test if the host lacks it (with the /etc/subuid and /etc/subgid ranges useradd gives,
+// or ones added here) and removed again, with a home of its own in a temporary directory.
+class UsernsRootlessTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kUser = "kapsel-test";
+
+  void SetUp() override {
+    KAPSEL_REQUIRE_ROOT();
+    if (::getpwnam(kUser) == nullptr) {
+      if (std::system((std::string("useradd -M -d /nonexistent -s /usr/sbin/nologin ") + kUser +
+                       " >/dev/null 2>&1")
+                          .c_str()) != 0)
+        GTEST_SKIP() << "cannot make the test user " << kUser << " (useradd failed)";
+      made_user_ = true;
+    }
+    struct passwd* pw = ::getpwnam(kUser);
+    ASSERT_NE(pw, nullptr);
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    // useradd gives new users subordinate ranges where login.defs says so; make sure.
+    if (read_text("/etc/subuid").find(std::string(kUser) + ":") == std::string::npos ||
+        read_text("/etc/subgid").find(std::string(kUser) + ":") == std::string::npos) {
+      ASSERT_EQ(std::system((std::string("usermod --add-subuids 3000000000-3000065535 "
+                                         "--add-subgids 3000000000-3000065535 ") +
+                             kUser)
+                                .c_str()),
+                0);
+      added_ranges_ = true;
+    }
+    char tmpl[] = "/tmp/kapsel-rootless.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    home_ = tmpl;
+    ASSERT_EQ(::chown(home_.c_str(), uid_, gid_), 0);
+    user_.uid = uid_;
+    user_.gid = gid_;
+    user_.timeout_seconds = 120;
+    // No KAPSEL_ROOT or KAPSEL_RUN_DIR: the defaults for a user are under test.
+    user_.env = {"HOME=" + home_, "XDG_RUNTIME_DIR=" + home_ + "/run",
+                 "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=dumb"};
+    ASSERT_EQ(::mkdir((home_ + "/run").c_str(), 0700), 0);
+    ASSERT_EQ(::chown((home_ + "/run").c_str(), uid_, gid_), 0);
+  }
+
+  void TearDown() override {
+    if (home_.empty()) return;
+    (void)as_user({"destroy", "--force", "r"});
+    (void)std::system(("rm -rf '" + home_ + "'").c_str());
+    if (added_ranges_)
+      (void)std::system((std::string("usermod --del-subuids 3000000000-3000065535 "
+                                     "--del-subgids 3000000000-3000065535 ") +
+                         kUser)
+                            .c_str());
+    if (made_user_) (void)std::system((std::string("userdel ") + kUser).c_str());
+  }
+
+  RunResult as_user(const std::vector<std::string>& args) { return k.run(args, user_); }
+
+  Kapsel k;  // only for its binary and run(); the user's store is its own
+  std::string home_;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  RunOptions user_;
+  bool made_user_ = false;
+  bool added_ranges_ = false;
+};
+
+TEST_F(UsernsRootlessTest, ANonRootUserRunsABusyboxVeEndToEnd) {
+  auto create = as_user({"create", "r"});
+  ASSERT_EQ(create.exit_code, 0) << create;
+  // The store is the user's, under its XDG data directory, with the template built there.
+  const std::string store = home_ + "/.local/share/kapsel";
+  struct stat st {};
+  ASSERT_EQ(::stat((store + "/ves/r").c_str(), &st), 0) << store;
+  EXPECT_EQ(st.st_uid, uid_);
+
+  auto start = as_user({"start", "r"});
+  ASSERT_EQ(start.exit_code, 0) << start;
+  // One warning: no delegated cgroups, so no limits.
+  EXPECT_NE(start.err.find("without cgroups"), std::string::npos) << start;
+  EXPECT_EQ(std::count(start.err.begin(), start.err.end(), '\n'), 1) << start;
+
+  // Root inside is the user outside; the rest of the VE's ids are its subordinate range.
+  auto id = as_user({"exec", "r", "--", "sh", "-c",
+                     "id -u; stat -c %u /bin/busybox; head -1 "
+                     "/proc/self/uid_map"});
+  ASSERT_EQ(id.exit_code, 0) << id;
+  EXPECT_EQ(id.out.substr(0, 4), "0\n0\n") << id;
+  EXPECT_NE(id.out.find(" " + std::to_string(uid_) + " "), std::string::npos) << id;
+  auto status = as_user({"status", "--json", "r"});
+  ASSERT_EQ(status.exit_code, 0) << status;
+  int init = nlohmann::json::parse(status.out)["init_pid"].get<int>();
+  auto f = status_fields(read_text("/proc/" + std::to_string(init) + "/status"));
+  EXPECT_EQ(f["Uid"].substr(0, f["Uid"].find('\t')), std::to_string(uid_));
+  // Files the VE writes are the user's on disk.
+  ASSERT_EQ(as_user({"exec", "r", "--", "sh", "-c", "echo x > /made"}).exit_code, 0);
+  ASSERT_EQ(::stat((store + "/ves/r/private/upper/made").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid_);
+  // Asking for a limit is an error that says what to do, and creates nothing.
+  auto limited = as_user({"create", "r2", "--memory", "256M"});
+  EXPECT_NE(limited.exit_code, 0) << limited;
+  EXPECT_NE(limited.err.find("run kapsel as root to limit a VE"), std::string::npos) << limited;
+
+  auto stop = as_user({"stop", "r"});
+  EXPECT_EQ(stop.exit_code, 0) << stop;
+  EXPECT_FALSE(process_alive(init));
+  auto destroy = as_user({"destroy", "r"});
+  EXPECT_EQ(destroy.exit_code, 0) << destroy;
+  EXPECT_NE(::stat((store + "/ves/r").c_str(), &st), 0);
+  auto list = as_user({"list", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(list.out), nlohmann::json::array()) << list;
 }
 
 }  // namespace
