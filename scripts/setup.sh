@@ -11,8 +11,8 @@ packages=(
   libfuse3-dev libseccomp-dev libcap-dev
   libgtest-dev libgmock-dev
   # runtime: the built-in busybox template is made from Debian's static busybox; newuidmap and
-  # newgidmap map a user's /etc/subuid ranges for rootless VEs (not yet built: issue #5; root's
-  # --userns VEs need neither, kapsel writes their maps itself)
+  # newgidmap map a user's /etc/subuid ranges for rootless VEs (root's --userns VEs need
+  # neither: kapsel writes their maps itself)
   busybox-static uidmap
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
