@@ -18,6 +18,7 @@
 #include "common/process.hpp"
 #include "image/template.hpp"
 #include "procfs/procfs_service.hpp"
+#include "security/userns.hpp"
 #include "store/store.hpp"
 #include "ve/lifecycle.hpp"
 
@@ -324,6 +325,14 @@ int run(int argc, char** argv) {
         std::fprintf(stderr,
                      "kapsel: warning: VE %s runs rootless without cgroups (none are delegated to "
                      "you): no memory, CPU, pids or I/O limits and no device cgroup apply\n",
+                     name.c_str());
+      if (st && ::geteuid() != 0 &&
+          (security::subordinate_ranges_of("/etc/subuid", ::getuid()).empty() ||
+           security::subordinate_ranges_of("/etc/subgid", ::getuid()).empty()))
+        std::fprintf(stderr,
+                     "kapsel: note: you have no range in /etc/subuid or /etc/subgid, so VE %s maps "
+                     "only your own ids (as its root); add one with usermod --add-subuids and "
+                     "--add-subgids\n",
                      name.c_str());
       return report(st);
     };

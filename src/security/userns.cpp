@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
@@ -164,6 +165,18 @@ Status RangeTable::release(const std::string& ve) {
   return with_context(save(*table), "releasing the ids of VE " + ve);
 }
 
+std::vector<IdRange> subordinate_ranges_of(const char* file, uid_t uid) {
+  std::vector<IdRange> out;
+  auto text = fs::read_file(file);
+  if (!text) return out;
+  struct passwd* pw = ::getpwuid(uid);
+  const std::string name = pw ? pw->pw_name : "";
+  for (const auto& r : parse_subid(*text)) {
+    if (r.owner == name || r.owner == std::to_string(uid)) out.push_back(r.range);
+  }
+  return out;
+}
+
 std::vector<IdRange> host_subordinate_ranges() {
   std::vector<IdRange> out;
   for (const char* file : {"/etc/subuid", "/etc/subgid"}) {
@@ -207,19 +220,14 @@ Status run_id_helper(const char* helper, pid_t pid, const std::vector<std::strin
 // of an unprivileged writer of gid_map).
 Status write_rootless_maps(pid_t pid, const store::UsernsConfig& map) {
   const std::string proc = "/proc/" + std::to_string(pid) + "/";
-  struct passwd* pw = ::getpwuid(map.host_uid);
-  const std::string user = pw ? pw->pw_name : std::to_string(map.host_uid);
   for (auto [file, helper, own] : {std::tuple{"/etc/subuid", "newuidmap", map.host_uid},
                                    std::tuple{"/etc/subgid", "newgidmap", map.host_gid}}) {
     std::vector<std::string> triples = {"0", std::to_string(own), "1"};
     std::uint64_t next = 1;
-    if (auto text = fs::read_file(file)) {
-      for (const auto& r : parse_subid(*text)) {
-        if (r.owner != user && r.owner != std::to_string(map.host_uid)) continue;
-        for (auto v : {next, std::uint64_t{r.range.base}, std::uint64_t{r.range.size}})
-          triples.push_back(std::to_string(v));
-        next += r.range.size;
-      }
+    for (const auto& r : subordinate_ranges_of(file, map.host_uid)) {
+      for (auto v : {next, std::uint64_t{r.base}, std::uint64_t{r.size}})
+        triples.push_back(std::to_string(v));
+      next += r.size;
     }
     if (next > 1) {
       KAPSEL_TRY(run_id_helper(helper, pid, triples), "mapping the VE's ids");
@@ -263,10 +271,26 @@ Status idmap_tree(int tree, int userns_fd) {
   return {};
 }
 
+bool maps_id(std::string_view map_text, std::uint32_t id) {
+  while (!map_text.empty()) {
+    auto nl = map_text.find('\n');
+    std::string line(map_text.substr(0, nl));
+    map_text = nl == std::string_view::npos ? std::string_view{} : map_text.substr(nl + 1);
+    unsigned long long inside = 0, outside = 0, count = 0;
+    if (std::sscanf(line.c_str(), "%llu %llu %llu", &inside, &outside, &count) == 3 &&
+        id >= inside && id - inside < count)
+      return true;
+  }
+  return false;
+}
+
 int become_namespace_root() noexcept {
   // The system calls themselves, not glibc's wrappers: those change the ids of every thread of
   // the process by signalling them, which in a vfork child would reach the parent's threads.
-  if (::syscall(SYS_setresgid, 0, 0, 0) != 0 || ::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+  // setgroups(2) fails with EPERM only where it is denied (a rootless VE without subordinate
+  // ids, whose gid map its user wrote): its supplementary groups then stay the user's.
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0 ||
+      (::syscall(SYS_setgroups, 0, nullptr) != 0 && errno != EPERM) ||
       ::syscall(SYS_setresuid, 0, 0, 0) != 0)
     return errno;
   return 0;

@@ -77,6 +77,10 @@ class RangeTable {
   std::string dir_;
 };
 
+// The ranges of user `uid` (by name or number, as newuidmap(1) matches them) in `file`,
+// /etc/subuid or /etc/subgid; none if it is missing.
+[[nodiscard]] std::vector<IdRange> subordinate_ranges_of(const char* file, uid_t uid);
+
 // The subordinate ranges of every user in /etc/subuid and /etc/subgid, which kapsel must not
 // give to a VE. Missing files hold none.
 [[nodiscard]] std::vector<IdRange> host_subordinate_ranges();
@@ -99,6 +103,10 @@ class RangeTable {
 // The monitor's part of a VE's user namespace, for `pid` just cloned into it: its id maps, and
 // the template's tree (from clone_tree; -1 for none) id-mapped through it.
 [[nodiscard]] Status map_user_namespace(pid_t pid, const store::UsernsConfig& map, int lower_tree);
+
+// Whether a uid_map or gid_map text (user_namespaces(7): "inside outside count" lines) maps the
+// namespace's id `id`.
+[[nodiscard]] bool maps_id(std::string_view map_text, std::uint32_t id);
 
 // Makes the calling process root of the user namespace it has just entered: real, effective and
 // saved ids 0 and no supplementary groups. Until it does, it carries the host ids it had before

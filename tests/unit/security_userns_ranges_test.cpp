@@ -64,6 +64,20 @@ TEST(Subid, ParsesLinesAndSkipsWhatShadowSkips) {
   EXPECT_EQ(all[2].range, (IdRange{300000, 10}));
 }
 
+TEST(UsernsMaps, WhichIdsAMapHolds) {
+  const std::string rootless =
+      "         0       1001          1\n         1     100000      65536\n";
+  EXPECT_TRUE(maps_id(rootless, 0));
+  EXPECT_TRUE(maps_id(rootless, 5));
+  EXPECT_TRUE(maps_id(rootless, 65536));
+  EXPECT_FALSE(maps_id(rootless, 65537));
+  const std::string own_only = "0 1001 1";
+  EXPECT_TRUE(maps_id(own_only, 0));
+  EXPECT_FALSE(maps_id(own_only, 5));
+  EXPECT_TRUE(maps_id("0 0 4294967295\n", 5));  // the host's own
+  EXPECT_FALSE(maps_id("", 0));
+}
+
 class RangeTableTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -20,6 +20,7 @@
 #include "common/unique_fd.hpp"
 #include "procfs/procfs_service.hpp"
 #include "security/masks.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -156,9 +157,13 @@ Status setup_dev(int root, const std::string& console,
     if (!at) return tl::unexpected(at.error());
     return do_mount(fstype, FdPath(at->get()).path, fstype, flags, options ? options : "");
   };
-  // newinstance: the VE's ptys are its own, invisible to the host and to other VEs.
+  // newinstance: the VE's ptys are its own, invisible to the host and to other VEs. Their group
+  // is tty (5), where the VE has that group: a rootless VE without subordinate ids maps only 0.
+  auto gid_map = fs::read_file("/proc/self/gid_map");
+  const bool tty_group = !gid_map || security::maps_id(*gid_map, 5);
   KAPSEL_TRY(sub_mount("pts", 0755, "devpts", MS_NOSUID | MS_NOEXEC,
-                       "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+                       tty_group ? "newinstance,ptmxmode=0666,mode=0620,gid=5"
+                                 : "newinstance,ptmxmode=0666,mode=0620"),
              "dev");
   KAPSEL_TRY(
       sub_mount("shm", 01777, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"),
