@@ -279,5 +279,26 @@ TEST_F(UsernsRootlessTest, ANonRootUserRunsABusyboxVeEndToEnd) {
   EXPECT_EQ(nlohmann::json::parse(list.out), nlohmann::json::array()) << list;
 }
 
+// A user without /etc/subuid and /etc/subgid ranges (nobody, on Debian) still runs a VE: only its
+// own ids are mapped, as the VE's root, and start says so.
+TEST_F(UsernsRootlessTest, WithoutSubordinateIdsOnlyTheUsersOwnIdsAreMapped) {
+  struct passwd* nobody = ::getpwnam("nobody");
+  if (!nobody) GTEST_SKIP() << "no user nobody on this host";
+  if (read_text("/etc/subuid").find("nobody:") != std::string::npos)
+    GTEST_SKIP() << "nobody has subordinate ids on this host";
+  ASSERT_EQ(::chown(home_.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  ASSERT_EQ(::chown((home_ + "/run").c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  user_.uid = nobody->pw_uid;
+  user_.gid = nobody->pw_gid;
+  ASSERT_EQ(as_user({"create", "r"}).exit_code, 0);
+  auto start = as_user({"start", "r"});
+  ASSERT_EQ(start.exit_code, 0) << start;
+  EXPECT_NE(start.err.find("maps only your own ids"), std::string::npos) << start;
+  auto maps = as_user({"exec", "r", "--", "sh", "-c", "id -u; wc -l < /proc/self/uid_map"});
+  EXPECT_EQ(maps.out, "0\n1\n") << maps;
+  EXPECT_EQ(as_user({"stop", "r"}).exit_code, 0);
+  EXPECT_EQ(as_user({"destroy", "r"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace kapsel::testing
