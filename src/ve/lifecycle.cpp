@@ -285,7 +285,7 @@ security::RangeTable Lifecycle::userns_ranges() const {
 
 Status Lifecycle::allocate_ids(store::VeConfig& config) {
   auto& userns = config.security.userns;
-  if (::geteuid() != 0) {
+  if (::geteuid() != 0 && config.kind == "container") {
     // Rootless: always a user namespace, of the user's own ids (see store::UsernsConfig).
     if (userns && userns->host_uid != 0)
       return fail(ErrorKind::usage,
