@@ -60,12 +60,14 @@ int command_status(const Result<int>& code) {
 // that need no privilege of the host's; the rest need root.
 Status require_root(const CLI::App& app) {
   if (::geteuid() == 0) return {};
-  for (const char* rootless : {"create", "start", "exec", "stop", "destroy", "list", "status"}) {
+  for (const char* rootless :
+       {"create", "start", "exec", "enter", "run", "stop", "destroy", "list", "status"}) {
     if (app.got_subcommand(rootless)) return {};
   }
-  return fail(ErrorKind::permission,
-              "this command must be run as root (rootless VEs: create, start, exec, stop, destroy, "
-              "list and status)");
+  return fail(
+      ErrorKind::permission,
+      "this command must be run as root (rootless VEs: create, start, exec, enter, run, stop, "
+      "destroy, list and status)");
 }
 
 // Shows template build/import progress on a terminal; a pipe or log gets one line per phase.

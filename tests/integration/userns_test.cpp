@@ -277,6 +277,10 @@ TEST_F(UsernsRootlessTest, ANonRootUserRunsABusyboxVeEndToEnd) {
   EXPECT_NE(::stat((store + "/ves/r").c_str(), &st), 0);
   auto list = as_user({"list", "--json"});
   EXPECT_EQ(nlohmann::json::parse(list.out), nlohmann::json::array()) << list;
+  // And a throw-away one.
+  auto run = as_user({"run", "--rm", "--", "sh", "-c", "id -u; echo x > /f && stat -c %u /f"});
+  EXPECT_EQ(run.exit_code, 0) << run;
+  EXPECT_EQ(run.out, "0\n0\n") << run;
 }
 
 // A user without /etc/subuid and /etc/subgid ranges (nobody, on Debian) still runs a VE: only its
