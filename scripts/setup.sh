@@ -11,7 +11,8 @@ packages=(
   libfuse3-dev libseccomp-dev libcap-dev
   libgtest-dev libgmock-dev
   # runtime: the built-in busybox template is made from Debian's static busybox; newuidmap and
-  # newgidmap for VEs in user namespaces (--userns and rootless VEs, being built: issue #5)
+  # newgidmap map a user's /etc/subuid ranges for rootless VEs (root's --userns VEs need
+  # neither: kapsel writes their maps itself)
   busybox-static uidmap
 )
 if [[ "${1:-}" == "--with-bench" ]]; then

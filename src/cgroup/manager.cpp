@@ -17,6 +17,8 @@ std::string_view to_string(Layout layout) {
       return "legacy";
     case Layout::hybrid:
       return "hybrid";
+    case Layout::none:
+      return "none";
   }
   return "unknown";
 }

@@ -17,7 +17,8 @@
 
 namespace kapsel::cgroup {
 
-enum class Layout { unified, legacy, hybrid };
+// none: a rootless kapsel, which has no cgroups (no_cgroups.hpp).
+enum class Layout { unified, legacy, hybrid, none };
 [[nodiscard]] std::string_view to_string(Layout layout);
 
 struct Options {

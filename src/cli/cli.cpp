@@ -19,6 +19,7 @@
 #include "common/trace.hpp"
 #include "image/template.hpp"
 #include "procfs/procfs_service.hpp"
+#include "security/userns.hpp"
 #include "store/store.hpp"
 #include "ve/lifecycle.hpp"
 
@@ -56,10 +57,18 @@ int command_status(const Result<int>& code) {
   return kExitExecFailed;
 }
 
-Status require_root() {
+// A non-root user runs rootless VEs in a store of its own (docs/security.md) with the commands
+// that need no privilege of the host's; the rest need root.
+Status require_root(const CLI::App& app) {
   if (::geteuid() == 0) return {};
-  return fail(ErrorKind::permission,
-              "this command must be run as root (rootless VEs are not supported yet)");
+  for (const char* rootless :
+       {"create", "start", "exec", "enter", "run", "stop", "destroy", "list", "status"}) {
+    if (app.got_subcommand(rootless)) return {};
+  }
+  return fail(
+      ErrorKind::permission,
+      "this command must be run as root (rootless VEs: create, start, exec, enter, run, stop, "
+      "destroy, list and status)");
 }
 
 // Shows template build/import progress on a terminal; a pipe or log gets one line per phase.
@@ -314,6 +323,20 @@ int run(int argc, char** argv) {
     action = [&] {
       auto st = lifecycle()->start(name);
       if (st) say("started VE " + name);
+      // Said once per start, as it holds for every start (docs/security.md, rootless VEs).
+      if (st && ::geteuid() != 0)
+        std::fprintf(stderr,
+                     "kapsel: warning: VE %s runs rootless without cgroups (none are delegated to "
+                     "you): no memory, CPU, pids or I/O limits and no device cgroup apply\n",
+                     name.c_str());
+      if (st && ::geteuid() != 0 &&
+          (security::subordinate_ranges_of("/etc/subuid", ::getuid()).empty() ||
+           security::subordinate_ranges_of("/etc/subgid", ::getuid()).empty()))
+        std::fprintf(stderr,
+                     "kapsel: note: you have no range in /etc/subuid or /etc/subgid, so VE %s maps "
+                     "only your own ids (as its root); add one with usermod --add-subuids and "
+                     "--add-subgids\n",
+                     name.c_str());
       return report(st);
     };
   });
@@ -687,7 +710,7 @@ int run(int argc, char** argv) {
   if (had_separator && !exec->parsed() && !run_cmd->parsed())
     return report(fail(ErrorKind::usage, "'--' is only used by exec and run").value());
   command_tail = std::move(trailing);
-  if (auto st = require_root(); !st) return report(st.error());
+  if (auto st = require_root(app); !st) return report(st.error());
   trace::point("cli: parsed");
   return action();
 }

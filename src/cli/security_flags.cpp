@@ -5,6 +5,7 @@
 #include "security/capabilities.hpp"
 #include "security/devices.hpp"
 #include "security/seccomp_policy.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::cli {
 
@@ -47,6 +48,12 @@ void SecurityFlags::add_to(CLI::App& cmd) {
       ->group(group)
       ->take_all()
       ->expected(1);
+  cmd.add_flag("--userns", userns,
+               "Give the VE a user namespace: its root is an unprivileged range of host ids")
+      ->group(group);
+  cmd.add_option("--userns-range", userns_range,
+                 "With --userns: the host ids to use, BASE[:SIZE] (default: a free block of 65536)")
+      ->group(group);
 }
 
 Result<store::SecurityConfig> SecurityFlags::parse() const {
@@ -64,6 +71,15 @@ Result<store::SecurityConfig> SecurityFlags::parse() const {
     if (!spec) return tl::unexpected(spec.error());
     s.devices.push_back(security::to_string(*spec));
   }
+  if (userns || !userns_range.empty()) {
+    // Without a range the store picks one at create, under its lock.
+    s.userns = store::UsernsConfig{};
+    if (!userns_range.empty()) {
+      auto range = security::parse_range_option(userns_range);
+      if (!range) return tl::unexpected(range.error());
+      s.userns = store::UsernsConfig{range->base, range->base, range->size};
+    }
+  }
   return s;
 }
 
@@ -80,6 +96,17 @@ std::vector<std::pair<std::string, std::string>> describe(const store::SecurityC
   }
   lines.emplace_back("capabilities", caps);
   lines.emplace_back("seccomp", s.seccomp);
+  if (s.userns && s.userns->rootless) {
+    lines.emplace_back("userns", "rootless: uid 0 -> " + std::to_string(s.userns->host_uid) +
+                                     ", the others -> its /etc/subuid range");
+  } else if (s.userns) {
+    auto last = [&](std::uint32_t base) { return std::to_string(base + s.userns->size - 1); };
+    lines.emplace_back("userns",
+                       "uid 0-" + std::to_string(s.userns->size - 1) + " -> " +
+                           std::to_string(s.userns->host_uid) + "-" + last(s.userns->host_uid) +
+                           ", gid 0-" + std::to_string(s.userns->size - 1) + " -> " +
+                           std::to_string(s.userns->host_gid) + "-" + last(s.userns->host_gid));
+  }
   if (!s.devices.empty()) {
     std::string devs;
     for (const auto& d : s.devices) devs += (devs.empty() ? "" : " ") + d;

@@ -1,4 +1,5 @@
-// The security options shared by create and run (--cap-add, --cap-drop, --seccomp, --device).
+// The security options shared by create and run (--cap-add, --cap-drop, --seccomp, --device,
+// --userns, --userns-range).
 // They are parsed and checked by the security part, so a bad name, file or device gets one
 // line naming it and nothing is created.
 #pragma once
@@ -21,6 +22,8 @@ struct SecurityFlags {
   std::vector<std::string> cap_drop;
   std::string seccomp;
   std::vector<std::string> devices;
+  bool userns = false;
+  std::string userns_range;  // BASE[:SIZE]; implies userns
 
   // Declares the options on `cmd`, in an option group of their own in --help.
   void add_to(CLI::App& cmd);

@@ -126,6 +126,11 @@ static Status remove_children(int dfd, dev_t dev, const std::string& path) {
     if (S_ISDIR(st.st_mode)) {
       if (st.st_dev != dev) return sys_fail(EBUSY, "refusing to descend into mount point " + child);
       UniqueFd cfd(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      // A directory of our own that we may not read (overlayfs leaves its work directory's
+      // "work" with mode 0): without root's override, we open it to ourselves first.
+      if (!cfd && errno == EACCES && st.st_uid == ::geteuid() &&
+          ::fchmodat(dfd, name.c_str(), 0700, 0) == 0)
+        cfd.reset(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!cfd) return errno_fail("opening " + child);
       KAPSEL_TRY(remove_children(cfd.get(), dev, child), "removing " + child);
       if (::unlinkat(dfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)

@@ -1,6 +1,9 @@
 #include "driver/driver.hpp"
 
+#include <unistd.h>
+
 #include "cgroup/manager.hpp"
+#include "cgroup/no_cgroups.hpp"
 #include "driver/container/container_driver.hpp"
 
 namespace kapsel::driver {
@@ -16,7 +19,10 @@ Result<cgroup::Manager*> Context::cgroups(const std::string& parent) {
   if (!slot) {
     cgroup::Options options;
     options.parent = p;
-    auto m = cgroup::probe(options);
+    // Rootless: no cgroups to make VEs' in (docs/security.md).
+    auto m = ::geteuid() == 0
+                 ? cgroup::probe(options)
+                 : Result<std::unique_ptr<cgroup::Manager>>(std::make_unique<cgroup::NoCgroups>());
     if (!m) return tl::unexpected(m.error().context("probing the host's cgroups"));
     slot = std::move(*m);
   }

@@ -18,7 +18,7 @@ namespace kapsel::store {
 using nlohmann::json;
 
 Paths Paths::resolve(const std::string& root_flag, const std::string& run_flag) {
-  Paths p;
+  Paths p = ::geteuid() == 0 ? Paths{} : rootless_defaults();
   if (!root_flag.empty()) {
     p.root = root_flag;
   } else if (const char* env = std::getenv("KAPSEL_ROOT"); env && *env) {
@@ -29,6 +29,23 @@ Paths Paths::resolve(const std::string& root_flag, const std::string& run_flag) 
   } else if (const char* env = std::getenv("KAPSEL_RUN_DIR"); env && *env) {
     p.run_dir = env;
   }
+  return p;
+}
+
+Paths Paths::rootless_defaults() {
+  // The XDG base directories (XDG Base Directory Specification), as podman's rootless mode uses
+  // them: data under $XDG_DATA_HOME, runtime state under $XDG_RUNTIME_DIR.
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v && *v == '/' ? v : "";
+  };
+  Paths p;
+  std::string data = env("XDG_DATA_HOME");
+  if (data.empty()) data = env("HOME").empty() ? "" : env("HOME") + "/.local/share";
+  if (data.empty()) data = "/tmp/kapsel-" + std::to_string(::geteuid()) + "/data";
+  p.root = data + "/kapsel";
+  std::string runtime = env("XDG_RUNTIME_DIR");
+  p.run_dir = runtime.empty() ? "/tmp/kapsel-" + std::to_string(::geteuid()) : runtime + "/kapsel";
   return p;
 }
 

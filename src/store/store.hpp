@@ -33,8 +33,11 @@ struct Paths {
   std::string root = "/var/lib/kapsel";
   std::string run_dir = "/run/kapsel";
 
-  // Fills unset fields from KAPSEL_ROOT / KAPSEL_RUN_DIR, then the defaults.
+  // Fills unset fields from KAPSEL_ROOT / KAPSEL_RUN_DIR, then the defaults (a non-root user's:
+  // rootless_defaults()).
   static Paths resolve(const std::string& root_flag, const std::string& run_flag);
+  // $XDG_DATA_HOME/kapsel (~/.local/share/kapsel) and $XDG_RUNTIME_DIR/kapsel (/tmp/kapsel-UID).
+  static Paths rootless_defaults();
 };
 
 // A VE name must be usable as a file name, a cgroup name and a hostname label: 1 to 64 bytes

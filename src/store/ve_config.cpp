@@ -33,6 +33,11 @@ void to_json(json& j, const VeConfig& c) {
 void to_json(json& j, const SecurityConfig& s) {
   j = json{{"seccomp", s.seccomp}, {"devices", s.devices}};
   if (s.capabilities) j["capabilities"] = *s.capabilities;
+  if (s.userns)
+    j["userns"] = {{"host_uid", s.userns->host_uid},
+                   {"host_gid", s.userns->host_gid},
+                   {"size", s.userns->size},
+                   {"rootless", s.userns->rootless}};
 }
 
 void to_json(json& j, const RuntimeState& s) {
@@ -82,6 +87,12 @@ Result<VeConfig> parse_config(std::string_view text) {
         c.security.capabilities = sec.at("capabilities").get<std::vector<std::string>>();
       c.security.seccomp = sec.value("seccomp", "default");
       c.security.devices = sec.value("devices", std::vector<std::string>{});
+      if (sec.contains("userns")) {
+        const json& u = sec.at("userns");
+        c.security.userns = UsernsConfig{
+            u.at("host_uid").get<std::uint32_t>(), u.at("host_gid").get<std::uint32_t>(),
+            u.at("size").get<std::uint32_t>(), u.value("rootless", false)};
+      }
     }
   });
 }

@@ -17,6 +17,18 @@
 
 namespace kapsel::store {
 
+// A VE's user namespace (--userns): its ids 0..size-1 are host ids host_uid.. and host_gid...
+// host_uid 0 only in a request not yet given a range by the store (create allocates one).
+struct UsernsConfig {
+  std::uint32_t host_uid = 0;
+  std::uint32_t host_gid = 0;
+  std::uint32_t size = 0;
+  // A rootless VE (made by a non-root user): its root is the user's own id (host_uid, host_gid)
+  // and its other ids the user's /etc/subuid and /etc/subgid ranges, mapped at each start by
+  // newuidmap(1) and newgidmap(1); size is unused.
+  bool rootless = false;
+};
+
 // What a VE's processes may do (src/security turns it into capabilities, a seccomp filter and
 // device rules). Plain text, as the user gave it and the security part normalised it.
 struct SecurityConfig {
@@ -24,11 +36,12 @@ struct SecurityConfig {
   // default set and --cap-add/--cap-drop; unset (a VE made before there was a choice): the
   // default set.
   std::optional<std::vector<std::string>> capabilities;
-  std::string seccomp = "default";   // "default", "unconfined", or an OCI seccomp JSON file
-  std::vector<std::string> devices;  // host devices it may use, in --device's syntax
+  std::string seccomp = "default";     // "default", "unconfined", or an OCI seccomp JSON file
+  std::vector<std::string> devices;    // host devices it may use, in --device's syntax
+  std::optional<UsernsConfig> userns;  // unset: the VE's root is the host's root
 
   [[nodiscard]] bool is_default() const {
-    return !capabilities && seccomp == "default" && devices.empty();
+    return !capabilities && seccomp == "default" && devices.empty() && !userns;
   }
 };
 

@@ -10,6 +10,7 @@
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::ve {
 
@@ -150,16 +151,24 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
+    // Before the template, which may take a while to build: a range that is not free is a
+    // mistake in the command line.
+    KAPSEL_TRY(allocate_ids(config), "create");
+    auto undo = [&](const Error& e) -> Result<store::VeConfig> {
+      if (config.security.userns && !config.security.userns->rootless)
+        (void)userns_ranges().release(config.name);
+      return tl::unexpected(e);
+    };
     auto tmpl = ctx_.templates().ensure(*spec, progress);
-    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
+    if (!tmpl) return undo(tmpl.error().context("template " + spec->to_string()));
     config.template_spec = spec->to_string();
     config.template_id = tmpl->id;
     ctx_.remember_template(*tmpl);
 
-    if (auto st = store_.create_ve(config); !st) return tl::unexpected(st.error());
+    if (auto st = store_.create_ve(config); !st) return undo(st.error());
     if (auto st = (*drv)->create(config); !st) {
       (void)store_.remove_ve(config.name);
-      return tl::unexpected(st.error().context("creating VE " + config.name));
+      return undo(st.error().context("creating VE " + config.name));
     }
     return config;
   };
@@ -264,7 +273,37 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
     KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   }
+  if (config.security.userns && !config.security.userns->rootless)
+    KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
+  return {};
+}
+
+security::RangeTable Lifecycle::userns_ranges() const {
+  return security::RangeTable(store_.paths().root + "/userns");
+}
+
+Status Lifecycle::allocate_ids(store::VeConfig& config) {
+  auto& userns = config.security.userns;
+  if (::geteuid() != 0 && config.kind == "container") {
+    // Rootless: always a user namespace, of the user's own ids (see store::UsernsConfig).
+    if (userns && userns->host_uid != 0)
+      return fail(ErrorKind::usage,
+                  "--userns-range needs root: a rootless VE's ids are your own "
+                  "and your /etc/subuid range");
+    userns = store::UsernsConfig{static_cast<std::uint32_t>(::getuid()),
+                                 static_cast<std::uint32_t>(::getgid()), 0, true};
+    return {};
+  }
+  if (!userns) return {};
+  if (config.kind != "container")
+    return fail(ErrorKind::usage, "--userns is for container VEs; a " + config.kind +
+                                      " VE's root is already confined to its guest kernel");
+  std::optional<security::IdRange> wanted;
+  if (userns->host_uid != 0) wanted = security::IdRange{userns->host_uid, userns->size};
+  auto range = userns_ranges().allocate(config.name, wanted, security::host_subordinate_ranges());
+  if (!range) return tl::unexpected(range.error());
+  *userns = store::UsernsConfig{range->base, range->base, range->size};
   return {};
 }
 

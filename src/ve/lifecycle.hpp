@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "driver/driver.hpp"
 #include "image/template.hpp"
+#include "security/userns.hpp"
 #include "store/store.hpp"
 
 namespace kapsel::ve {
@@ -88,6 +89,10 @@ class Lifecycle {
     store::VeConfig config;
   };
   [[nodiscard]] Result<LockedVe> lock_existing(const std::string& name);
+  // The store's table of the host id ranges its --userns VEs hold.
+  [[nodiscard]] security::RangeTable userns_ranges() const;
+  // Gives a --userns VE being created its range of host ids (the one asked for, if free).
+  [[nodiscard]] Status allocate_ids(store::VeConfig& config);
   [[nodiscard]] Result<std::unique_ptr<driver::Driver>> driver_for(const store::VeConfig& c);
   // Brings the stored state of a VE in line with reality while its lock is held: a VE whose
   // monitor has died is cleaned up and its end recorded. Returns the live state, if running.

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -95,13 +96,15 @@ RunResult Kapsel::sh(const std::string& name, const std::string& script,
 RunResult Kapsel::run(const std::vector<std::string>& args, const RunOptions& options) const {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) std::abort();
-  auto environment = env();
+  auto environment = options.env.empty() ? env() : options.env;
   pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
-    if (options.uid != 0 && (::setgid(options.uid) != 0 || ::setuid(options.uid) != 0))
+    if (options.uid != 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(options.gid ? options.gid : options.uid) != 0 ||
+         ::setuid(options.uid) != 0))
       ::_exit(126);
     exec_kapsel(args, environment);
   }

@@ -22,8 +22,11 @@ struct RunResult {
 std::ostream& operator<<(std::ostream& os, const RunResult& r);
 
 struct RunOptions {
-  std::string input;         // written to the command's stdin, then closed
-  uid_t uid = 0;             // run as this user (0: unchanged)
+  std::string input;  // written to the command's stdin, then closed
+  uid_t uid = 0;      // run as this user (0: unchanged), with no supplementary groups
+  gid_t gid = 0;      // and this group (0: the number of uid)
+  // The command's whole environment, instead of the harness's (empty: the harness's).
+  std::vector<std::string> env = {};
   int timeout_seconds = 60;  // killed after this; the test then fails
 };
 

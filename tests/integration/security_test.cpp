@@ -16,39 +16,10 @@
 #include <sstream>
 
 #include "harness.hpp"
+#include "security_expectations.hpp"
 
 namespace kapsel::testing {
 namespace {
-
-// Capability numbers of linux/capability.h.
-constexpr std::uint64_t bit(int cap) {
-  return std::uint64_t{1} << cap;
-}
-// The common container default (Docker, runc) plus SYS_BOOT (docs/security.md).
-constexpr std::uint64_t kDefaultCaps =
-    bit(0) /*CHOWN*/ | bit(1) /*DAC_OVERRIDE*/ | bit(3) /*FOWNER*/ | bit(4) /*FSETID*/ |
-    bit(5) /*KILL*/ | bit(6) /*SETGID*/ | bit(7) /*SETUID*/ | bit(8) /*SETPCAP*/ |
-    bit(10) /*NET_BIND_SERVICE*/ | bit(13) /*NET_RAW*/ | bit(18) /*SYS_CHROOT*/ |
-    bit(22) /*SYS_BOOT*/ | bit(27) /*MKNOD*/ | bit(29) /*AUDIT_WRITE*/ | bit(31) /*SETFCAP*/;
-
-// "Key:\tvalue" fields of a /proc/<pid>/status text.
-std::map<std::string, std::string> status_fields(const std::string& text) {
-  std::map<std::string, std::string> f;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    auto value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    f[line.substr(0, colon)] = value;
-  }
-  return f;
-}
-
-std::uint64_t hex(const std::string& s) {
-  return std::stoull(s, nullptr, 16);
-}
 
 // The probe's "ACTION: RESULT (text)" lines, by action.
 std::map<std::string, std::string> probe_results(const std::string& out) {

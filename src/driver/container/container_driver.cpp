@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 
 #include "cgroup/manager.hpp"
@@ -37,6 +38,7 @@
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
 #include "security/policy.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -91,9 +93,22 @@ bool read_exact(int fd, void* into, std::size_t size) {
   // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   trace::point("init: cloned");
+  RootfsSpec rootfs = a.rootfs;
+  std::vector<UniqueFd> pins;
+  if (rootfs.userns) {
+    // Still with the host's ids, which own kapsel's directories; then, once the monitor has
+    // written the maps (one byte on the sync pipe), as the namespace's root. Changing ids
+    // clears the parent-death signal.
+    if (auto st = pin_host_paths(rootfs, pins); !st) init_fail(a.error_fd, st.error());
+    char mapped = 0;
+    if (!read_exact(a.sync_fd, &mapped, 1)) ::_exit(1);
+    if (int err = security::become_namespace_root(); err != 0)
+      init_fail(a.error_fd, sys_fail(err, "becoming root of the VE's user namespace").value());
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
   // The root file system is built while the monitor creates the VE's cgroups and moves this
   // process into them: the two take about as long, and run side by side on two CPUs.
-  if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
+  if (auto st = setup_rootfs(rootfs); !st) init_fail(a.error_fd, st.error());
   trace::point("init: pivoted");
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
@@ -293,6 +308,39 @@ int exit_code_of(int status) {
   return 1;
 }
 
+// Set in the helper of run_in_user_namespace, which must not start another.
+bool g_in_userns_helper = false;
+
+// Runs `body` in a forked helper that has joined the user namespace of the VE whose init is
+// `init_pidfd` and become its root. A rootless VE's namespaces belong to that user namespace:
+// only from inside it may an unprivileged user join them, and there is no way back to the
+// host's, so the calling process stays where it is and waits. Returns body's exit code.
+Result<int> run_in_user_namespace(int init_pidfd, const std::function<Result<int>()>& body) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return errno_fail("exec: preparing the helper");
+  UniqueFd error_read(pipe_fds[0]), error_write(pipe_fds[1]);
+  pid_t helper = ::fork();
+  if (helper < 0) return errno_fail("exec: forking the helper");
+  if (helper == 0) {
+    error_read.reset();
+    int err = ::setns(init_pidfd, CLONE_NEWUSER) == 0 ? security::become_namespace_root() : errno;
+    if (err != 0)
+      init_fail(error_write.get(), sys_fail(err, "joining the VE's user namespace").value());
+    g_in_userns_helper = true;
+    auto code = body();
+    if (!code) init_fail(error_write.get(), code.error());
+    ::_exit(*code);
+  }
+  error_write.reset();
+  auto why = proc::read_to_eof(error_read.get());
+  int status = 0;
+  while (::waitpid(helper, &status, 0) < 0) {
+    if (errno != EINTR) return errno_fail("exec: waiting for the helper");
+  }
+  if (!why.empty()) return tl::unexpected(init_error_of(why));
+  return exit_code_of(status);
+}
+
 }  // namespace
 
 Status ContainerDriver::create(const store::VeConfig& config) {
@@ -303,6 +351,12 @@ Status ContainerDriver::create(const store::VeConfig& config) {
   KAPSEL_TRY(fs::make_dirs(upper + "/etc", 0755), "preparing /etc");
   for (const auto& [path, content] : identity_files(config))
     KAPSEL_TRY(fs::write_file_atomic(upper + "/" + path, content, 0644), "writing /" + path);
+  // The private area holds the VE's own files as its mapped ids own them on disk (the template
+  // is id-mapped instead: see docs/security.md).
+  if (config.security.userns && !config.security.userns->rootless)
+    KAPSEL_TRY(security::shift_ownership(ctx_.store().ve_dir(config.name) + "/private",
+                                         *config.security.userns),
+               "giving the private area to the VE's root");
   return {};
 }
 
@@ -441,7 +495,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                                             : std::vector<std::pair<std::string, std::string>>{},
                            procfs_service ? procfs::mountpoint(store.paths()) : std::string(),
                            name,
-                           devices};
+                           devices,
+                           config.security.userns.has_value()};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
   args.notify_program = notify_program ? &*notify_program : nullptr;
@@ -537,12 +592,28 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     args.console_slave = slave.get();
     args.notify_sock = notify_init.get();
 
+    // A VE with a user namespace sees the template through an id-mapped copy, made anew for
+    // every boot's namespace.
+    // (A rootless VE's template is the user's, whose id is the VE's root: nothing to map, and
+    // no right to.)
+    const bool rootless = args.rootfs.userns && config.security.userns->rootless;
+    UniqueFd lower_tree;
+    if (args.rootfs.userns && !rootless) {
+      auto tree = security::clone_tree(tmpl.rootfs);
+      if (!tree) fail_start(tree.error());
+      lower_tree = std::move(*tree);
+    }
+    args.rootfs.lower_tree = lower_tree ? lower_tree.get() : -1;
+
     trace::point("monitor: cloning init");
-    // A fresh time namespace per boot, so that the VE's uptime starts at zero again.
-    if (auto st = new_time_namespace(); !st) fail_start(st.error());
+    // A fresh time namespace per boot, so that the VE's uptime starts at zero again. Only root
+    // may make one with offsets: a rootless VE keeps the host's clocks.
+    if (auto st = rootless ? Status{} : new_time_namespace(); !st) fail_start(st.error());
     trace::point("monitor: time namespace made");
+    // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
+    // that its root may mount and configure them.
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                  CLONE_NEWNET);
+                                  CLONE_NEWNET | (args.rootfs.userns ? CLONE_NEWUSER : 0));
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -551,10 +622,16 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     }
     // Whatever else the monitor starts (the /proc service, if it has to restart it) runs on
     // the host's clocks again.
-    if (::setns(host_time.get(), CLONE_NEWTIME) != 0)
+    if (!rootless && ::setns(host_time.get(), CLONE_NEWTIME) != 0)
       fail_start(errno_fail("returning to the host's time namespace").value());
     if (child < 0) fail_start(errno_fail("creating the VE's namespaces").value());
     trace::point("monitor: init cloned");
+    if (args.rootfs.userns) {
+      auto mapped = security::map_user_namespace(child, *config.security.userns, lower_tree.get());
+      if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
+      if (!mapped) fail_start(mapped.error());
+      lower_tree.reset();
+    }
     sync_read.reset();
     error_write.reset();
     notify_init.reset();
@@ -646,11 +723,12 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                                            SOCK_CLOEXEC | SOCK_NONBLOCK));
                    struct ucred peer {};
                    socklen_t len = sizeof peer;
-                   // Only root's kapsel may hand the monitor a listener: the abstract socket is
-                   // reachable by anyone in the host's network namespace.
+                   // Only the kapsel of the monitor's own user (root, or a rootless VE's user)
+                   // may hand it a listener: the abstract socket is reachable by anyone in the
+                   // host's network namespace.
                    if (conn &&
                        ::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 &&
-                       peer.uid == 0)
+                       peer.uid == ::geteuid())
                      notify_pending.push_back(std::move(conn));
                  }});
     for (auto& conn : notify_pending) {
@@ -756,6 +834,9 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   if (!cg) return tl::unexpected(cg.error());
   auto procs = (*cg)->open_procs(config.name);
   if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
+  const bool rootless = config.security.userns && config.security.userns->rootless;
+  if (rootless && !g_in_userns_helper)
+    return run_in_user_namespace(init->get(), [&] { return exec(config, state, request); });
 
   // The command's sysinfo(2) and sched_getaffinity(2) are answered by the VE's monitor, as
   // they are for everything its init starts: the child loads the filter and sends the monitor
@@ -800,8 +881,9 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // namespace applies to our children; the cgroup namespace is joined by the child after it
   // has moved into the VE's cgroups, so that they are the root of its view.
   trace::point("exec: joining namespaces");
+  // (A rootless VE has the host's time namespace, which its user namespace may not join.)
   if (::setns(init->get(), CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID |
-                               CLONE_NEWTIME | CLONE_NEWNS) != 0)
+                               (rootless ? 0 : CLONE_NEWTIME) | CLONE_NEWNS) != 0)
     return errno_fail("joining the namespaces of VE " + config.name);
 
   UniqueFd master, slave;
@@ -859,6 +941,10 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string cwd_msg = "kapsel: exec: cannot change to " + request.cwd + where.substr(1);
   const std::string run_msg = "kapsel: exec: cannot run '" + program + where;
   const std::string policy_msg = "kapsel: exec in VE " + config.name + ": ";
+  const std::string userns_msg =
+      "kapsel: exec: joining the user namespace of VE " + config.name + ": ";
+  // (The helper of a rootless VE is in its user namespace already.)
+  const bool userns = config.security.userns.has_value() && !rootless;
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
@@ -875,6 +961,12 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     }
     if (::setns(init->get(), CLONE_NEWCGROUP) != 0) child_fail(cgroup_msg, errno, 125);
     trace::point("exec child: in the cgroups");
+    // Last of the namespaces: the host's root can join the others from the host's user
+    // namespace, and the command then runs as the VE's root, a mapped id.
+    if (userns) {
+      int e = ::setns(init->get(), CLONE_NEWUSER) == 0 ? security::become_namespace_root() : errno;
+      if (e != 0) child_fail(userns_msg, e, 125);
+    }
     if (request.tty) {
       ::setsid();
       ::ioctl(slave.get(), TIOCSCTTY, 0);
@@ -914,7 +1006,8 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   trace::point("exec: command started");
   {
     int fork_errno = errno;
-    KAPSEL_TRY(host.restore(), "exec");
+    // The helper of a rootless VE cannot return, and need not: it ends with the command.
+    if (!g_in_userns_helper) KAPSEL_TRY(host.restore(), "exec");
     if (child < 0) return sys_fail(fork_errno, "forking");
   }
   slave.reset();

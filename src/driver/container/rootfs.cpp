@@ -20,6 +20,7 @@
 #include "common/unique_fd.hpp"
 #include "procfs/procfs_service.hpp"
 #include "security/masks.hpp"
+#include "security/userns.hpp"
 
 namespace kapsel::driver::container {
 namespace {
@@ -91,8 +92,24 @@ Status bind_readonly(int source, int target, std::uint64_t attrs) {
   return {};
 }
 
+// A device node at `rel` in the VE's /dev. A VE with a user namespace may not make nodes
+// (mknod(2) needs CAP_MKNOD in the host's namespace): the host's node `host_path` is bound over
+// an empty file made in its place instead, which gives the same device to open.
+Status make_node(int dev, const std::string& rel, mode_t type_and_mode, dev_t number,
+                 const std::string& host_path, bool bind) {
+  if (!bind) {
+    if (::mknodat(dev, rel.c_str(), type_and_mode, number) != 0)
+      return errno_fail("dev: creating /dev/" + rel);
+    return {};
+  }
+  UniqueFd target(::openat(dev, rel.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                           type_and_mode & 07777));
+  if (!target) return errno_fail("dev: creating /dev/" + rel);
+  return do_mount(host_path, FdPath(target.get()).path, nullptr, MS_BIND);
+}
+
 // A node for a host device given with --device, at its path in the VE's /dev (parents made).
-Status add_device(int dev, const security::DeviceSpec& d) {
+Status add_device(int dev, const security::DeviceSpec& d, bool bind) {
   std::string rel = d.ve_path.substr(std::string_view("/dev/").size());
   for (std::size_t slash = rel.find('/'); slash != std::string::npos;
        slash = rel.find('/', slash + 1)) {
@@ -100,13 +117,13 @@ Status add_device(int dev, const security::DeviceSpec& d) {
       return errno_fail("dev: creating the directory of " + d.ve_path);
   }
   mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
-  if (::mknodat(dev, rel.c_str(), type | (d.mode & 07777), makedev(d.major, d.minor)) != 0)
-    return errno_fail("dev: creating " + d.ve_path + " for " + d.host_path);
-  return {};
+  return with_context(
+      make_node(dev, rel, type | (d.mode & 07777), makedev(d.major, d.minor), d.host_path, bind),
+      "for " + d.host_path);
 }
 
 Status setup_dev(int root, const std::string& console,
-                 const std::vector<security::DeviceSpec>& devices) {
+                 const std::vector<security::DeviceSpec>& devices, bool bind_nodes) {
   auto dev_dir = mount_point(root, "dev", 0755);
   if (!dev_dir) return tl::unexpected(dev_dir.error());
   KAPSEL_TRY(do_mount("tmpfs", FdPath(dev_dir->get()).path, "tmpfs", MS_NOSUID | MS_NOEXEC,
@@ -122,14 +139,13 @@ Status setup_dev(int root, const std::string& console,
   Status made;
   for (const auto& d : security::minimal_devices()) {
     mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
-    if (::mknodat(dev.get(), d.name, type | d.mode, makedev(d.major, d.minor)) != 0) {
-      made = errno_fail(std::string("dev: creating /dev/") + d.name);
-      break;
-    }
+    made = make_node(dev.get(), d.name, type | d.mode, makedev(d.major, d.minor),
+                     std::string("/dev/") + d.name, bind_nodes);
+    if (!made) break;
   }
   for (const auto& d : devices) {
     if (!made) break;
-    made = add_device(dev.get(), d);
+    made = add_device(dev.get(), d, bind_nodes);
   }
   ::umask(old_umask);
   if (!made) return made;
@@ -141,9 +157,13 @@ Status setup_dev(int root, const std::string& console,
     if (!at) return tl::unexpected(at.error());
     return do_mount(fstype, FdPath(at->get()).path, fstype, flags, options ? options : "");
   };
-  // newinstance: the VE's ptys are its own, invisible to the host and to other VEs.
+  // newinstance: the VE's ptys are its own, invisible to the host and to other VEs. Their group
+  // is tty (5), where the VE has that group: a rootless VE without subordinate ids maps only 0.
+  auto gid_map = fs::read_file("/proc/self/gid_map");
+  const bool tty_group = !gid_map || security::maps_id(*gid_map, 5);
   KAPSEL_TRY(sub_mount("pts", 0755, "devpts", MS_NOSUID | MS_NOEXEC,
-                       "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+                       tty_group ? "newinstance,ptmxmode=0666,mode=0620,gid=5"
+                                 : "newinstance,ptmxmode=0666,mode=0620"),
              "dev");
   KAPSEL_TRY(
       sub_mount("shm", 01777, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"),
@@ -214,16 +234,58 @@ Status pivot(int root) {
   return {};
 }
 
-Status mount_overlay(const RootfsSpec& spec) {
+// Attaches the detached mount `mnt` on `target`, which may be a /proc/self/fd path (hence
+// MOVE_MOUNT_T_SYMLINKS; kapsel's own targets hold no other links).
+Status attach(int mnt, const std::string& target) {
+  if (::move_mount(mnt, "", AT_FDCWD, target.c_str(),
+                   MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) != 0)
+    return errno_fail("attaching a mount on " + target);
+  return {};
+}
+
+// A new file system of `type` with `options`, mounted on `target`. Returns the mount's root:
+// whatever else is stacked on `target` later, the descriptor still names this mount, and paths
+// through FdPath of it lead into it (a path through `target` may not, when `target` is itself
+// a /proc/self/fd path: see pin_host_paths).
+Result<UniqueFd> new_mount(const char* type,
+                           const std::vector<std::pair<std::string, std::string>>& options,
+                           const std::string& target) {
+  const std::string what = std::string("mounting ") + type + " on " + target;
+  UniqueFd fs(::fsopen(type, FSOPEN_CLOEXEC));
+  if (!fs) return errno_fail(what);
+  for (const auto& [key, value] : options) {
+    if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0) != 0)
+      return errno_fail(what + ": " + key + "=" + value);
+  }
+  if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) return errno_fail(what);
+  UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
+  if (!mnt) return errno_fail(what);
+  KAPSEL_TRY(attach(mnt.get(), target), what);
+  return mnt;
+}
+
+// Mounts the VE's root on spec.target and returns it, held open: every path below is resolved
+// beneath it.
+Result<UniqueFd> mount_overlay(const RootfsSpec& spec) {
+  std::string lower = spec.lower;
   std::string upper = spec.upper;
   std::string work = spec.work;
+  if (spec.lower_tree >= 0) {
+    // The id-mapped template is put on the target first, under the overlay, which takes it
+    // through its descriptor.
+    KAPSEL_TRY(attach(spec.lower_tree, spec.target), "the id-mapped template");
+    lower = FdPath(spec.lower_tree).path;
+  }
+  UniqueFd tmpfs;
   if (spec.tmpfs_upper) {
     // Mounted on the target itself, where the overlay then stacks on top of it: overlayfs keeps
     // a private reference to its upper layer, so the tmpfs lives exactly as long as the
     // overlay. No nodev or nosuid: the upper layer is checked on access like ext4 would be.
-    KAPSEL_TRY(do_mount("tmpfs", spec.target, "tmpfs", 0, "mode=0755"), "private layer");
-    upper = spec.target + "/upper";
-    work = spec.target + "/work";
+    auto made = new_mount("tmpfs", {{"mode", "0755"}}, spec.target);
+    if (!made) return tl::unexpected(made.error().context("private layer"));
+    tmpfs = std::move(*made);
+    upper = std::string(FdPath(tmpfs.get()).path) + "/upper";
+    work = std::string(FdPath(tmpfs.get()).path) + "/work";
     KAPSEL_TRY(ensure_dir(upper, 0755), "private layer");
     KAPSEL_TRY(ensure_dir(work, 0700), "private layer");
     for (const auto& [path, content] : spec.upper_files) {
@@ -232,8 +294,8 @@ Status mount_overlay(const RootfsSpec& spec) {
       KAPSEL_TRY(fs::write_file_atomic(file, content, 0644, /*sync=*/false), "private layer");
     }
   }
-  std::string opts = "lowerdir=" + spec.lower + ",upperdir=" + upper + ",workdir=" + work;
-  return do_mount("overlay", spec.target, "overlay", 0, opts);
+  return new_mount("overlay", {{"lowerdir", lower}, {"upperdir", upper}, {"workdir", work}},
+                   spec.target);
 }
 
 }  // namespace
@@ -246,11 +308,10 @@ Status setup_rootfs(const RootfsSpec& spec) {
   struct statfs proc_fs {};
   if (::statfs("/proc/self/fd", &proc_fs) != 0 || proc_fs.f_type != PROC_SUPER_MAGIC)
     return fail(ErrorKind::failure, "setting up the VE: the host's /proc is not a procfs");
-  KAPSEL_TRY(mount_overlay(spec), "overlay");
+  auto overlay = mount_overlay(spec);
+  if (!overlay) return tl::unexpected(overlay.error().context("overlay"));
   trace::point("init: overlay");
-  // The VE's root, held open: every path below is resolved beneath it.
-  UniqueFd root(::open(spec.target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root) return errno_fail("opening the VE's root");
+  UniqueFd root = std::move(*overlay);
   auto proc = mount_point(root.get(), "proc", 0555);
   if (!proc) return tl::unexpected(proc.error());
   KAPSEL_TRY(do_mount("proc", FdPath(proc->get()).path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
@@ -265,12 +326,25 @@ Status setup_rootfs(const RootfsSpec& spec) {
   // is a view, not something the VE's programs depend on. (Its targets lie in the procfs and
   // sysfs just mounted, which hold nothing of the VE's.)
   if (!spec.procfs_mount.empty())
-    (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, spec.target);
+    (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, FdPath(root.get()).path);
   trace::point("init: procfs binds");
-  KAPSEL_TRY(setup_dev(root.get(), spec.console, spec.devices), "dev");
+  KAPSEL_TRY(setup_dev(root.get(), spec.console, spec.devices, spec.userns), "dev");
   KAPSEL_TRY(mask_paths(root.get()), "setting up the VE");
   trace::point("init: mounts ready");
   return pivot(root.get());
+}
+
+Status pin_host_paths(RootfsSpec& spec, std::vector<UniqueFd>& pins) {
+  for (std::string* path : {&spec.target, &spec.upper, &spec.work, &spec.procfs_mount}) {
+    // An ephemeral VE's layers are made in its own tmpfs.
+    if (path->empty() || (spec.tmpfs_upper && (path == &spec.upper || path == &spec.work)))
+      continue;
+    UniqueFd fd(::open(path->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return errno_fail("opening " + *path);
+    *path = FdPath(fd.get()).path;
+    pins.push_back(std::move(fd));
+  }
+  return {};
 }
 
 }  // namespace kapsel::driver::container

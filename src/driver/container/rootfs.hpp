@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/unique_fd.hpp"
 #include "security/devices.hpp"
 
 namespace kapsel::driver::container {
@@ -32,10 +33,21 @@ struct RootfsSpec {
   std::string ve_name;
   // Host devices given to the VE (--device): made as nodes in its /dev.
   std::vector<security::DeviceSpec> devices;
+  // A VE with a user namespace (--userns) cannot make device nodes: its /dev holds binds of the
+  // host's nodes instead. `lower_tree` is then the template's tree as an id-mapped mount (see
+  // security::idmap_tree), attached nowhere yet, which is used as the overlay's lower layer.
+  bool userns = false;
+  int lower_tree = -1;
 };
 
-// Runs in the VE's init process after unshare, as root. On return the process's root is the VE
-// root and its cwd is "/".
+// For a VE with a user namespace, run before init becomes its namespace's root: opens the host
+// directories of `spec` that the namespace's root may not be able to reach (they lie below
+// kapsel's 0700 directories, owned by the host's root) and points `spec` at them through
+// /proc/self/fd. `pins` holds the descriptors for as long as `spec` is used.
+[[nodiscard]] Status pin_host_paths(RootfsSpec& spec, std::vector<UniqueFd>& pins);
+
+// Runs in the VE's init process after unshare, as root (of its user namespace, if it has one). On
+// return the process's root is the VE root and its cwd is "/".
 [[nodiscard]] Status setup_rootfs(const RootfsSpec& spec);
 
 }  // namespace kapsel::driver::container
