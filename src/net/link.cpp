@@ -49,10 +49,10 @@ NetlinkMessage veth_message(const VethPair& pair, int bridge_index) {
   nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
   nlattr* peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
   // VETH_INFO_PEER holds a whole ifinfomsg followed by the peer's own attributes.
+  // The peer stays down: bringing up a link made in another namespace in the same request fails
+  // with ENOTCONN on recent kernels (6.18); set_link_up does it from inside.
   auto* peer_ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
   peer_ifi->ifi_family = AF_UNSPEC;
-  peer_ifi->ifi_flags = IFF_UP;
-  peer_ifi->ifi_change = IFF_UP;
   mnl_attr_put_strz(nlh, IFLA_IFNAME, pair.peer_name.c_str());
   mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, static_cast<std::uint32_t>(pair.peer_netns_fd));
   mnl_attr_put(nlh, IFLA_ADDRESS, pair.peer_mac.size(), pair.peer_mac.data());
@@ -67,6 +67,16 @@ Status create_veth(NetlinkSocket& sock, const VethPair& pair) {
   if (!bridge) return tl::unexpected(bridge.error().context("attaching to bridge " + pair.bridge));
   NetlinkMessage msg = veth_message(pair, *bridge);
   return sock.request(msg, "creating veth pair " + pair.host_name);
+}
+
+Status set_link_up(NetlinkSocket& sock, int ifindex) {
+  NetlinkMessage msg(RTM_NEWLINK, 0);
+  auto* ifi = msg.put_extra<ifinfomsg>();
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = ifindex;
+  ifi->ifi_flags = IFF_UP;
+  ifi->ifi_change = IFF_UP;
+  return sock.request(msg, "bringing up link " + std::to_string(ifindex));
 }
 
 Status delete_link(NetlinkSocket& sock, const std::string& name) {

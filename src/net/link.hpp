@@ -18,8 +18,9 @@ using MacAddress = std::array<std::uint8_t, 6>;
 
 // A veth pair: `host_name` stays in the socket's namespace, enslaved to bridge `bridge` and up;
 // its peer is created directly in the network namespace open as `peer_netns_fd`, named
-// `peer_name`, with MAC `peer_mac`, up. (Made there rather than moved and renamed: one request
-// instead of three, and no moment at which the VE's end exists under a temporary name.)
+// `peer_name`, with MAC `peer_mac`, down (see set_link_up). (Made there rather than moved and
+// renamed: one request instead of three, and no moment at which the VE's end exists under a
+// temporary name.)
 struct VethPair {
   std::string host_name;
   std::string bridge;
@@ -28,6 +29,9 @@ struct VethPair {
   MacAddress peer_mac{};
 };
 [[nodiscard]] Status create_veth(NetlinkSocket& sock, const VethPair& pair);
+
+// Brings link `ifindex` up.
+[[nodiscard]] Status set_link_up(NetlinkSocket& sock, int ifindex);
 
 // Deletes link `name` (a veth takes its peer with it); a link that does not exist is success.
 [[nodiscard]] Status delete_link(NetlinkSocket& sock, const std::string& name);

@@ -28,6 +28,16 @@ void to_json(json& j, const VeConfig& c) {
            {"ephemeral", c.ephemeral}};
   if (!c.limits.empty()) j["limits"] = c.limits;
   if (!c.security.is_default()) j["security"] = c.security;
+  if (c.network.mode != "none") j["network"] = c.network;
+}
+
+void to_json(json& j, const NetworkConfig& n) {
+  j = json{{"mode", n.mode}};
+  if (!n.is_bridge()) return;
+  j["network"] = n.network;
+  j["address"] = n.address;
+  j["gateway"] = n.gateway;
+  j["mac"] = n.mac;
 }
 
 void to_json(json& j, const SecurityConfig& s) {
@@ -82,6 +92,14 @@ Result<VeConfig> parse_config(std::string_view text) {
         c.security.capabilities = sec.at("capabilities").get<std::vector<std::string>>();
       c.security.seccomp = sec.value("seccomp", "default");
       c.security.devices = sec.value("devices", std::vector<std::string>{});
+    }
+    if (j.contains("network")) {
+      const json& net = j.at("network");
+      c.network.mode = net.value("mode", "none");
+      c.network.network = net.value("network", "");
+      c.network.address = net.value("address", "");
+      c.network.gateway = net.value("gateway", "");
+      c.network.mac = net.value("mac", "");
     }
   });
 }

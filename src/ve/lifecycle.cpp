@@ -10,6 +10,7 @@
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
+#include "net/ve_network.hpp"
 
 namespace kapsel::ve {
 
@@ -30,6 +31,7 @@ void to_json(json& j, const VeInfo& info) {
   if (info.processes) j["processes"] = *info.processes;
   if (!info.config.limits.empty()) j["limits"] = info.config.limits;
   j["security"] = info.config.security;
+  j["network"] = info.config.network;
   if (info.oom_kills) j["oom_kills"] = *info.oom_kills;
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
@@ -138,6 +140,23 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
   if (store_.exists(options.name))
     return fail(ErrorKind::exists, "a VE named '" + options.name + "' already exists");
 
+  // The template and the VE's files, once the config is complete.
+  auto make_ve = [&](const store::VeConfig& config,
+                     driver::Driver& drv) -> Result<store::VeConfig> {
+    store::VeConfig made = config;
+    auto tmpl = ctx_.templates().ensure(*spec, progress);
+    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
+    made.template_spec = spec->to_string();
+    made.template_id = tmpl->id;
+    ctx_.remember_template(*tmpl);
+
+    if (auto st = store_.create_ve(made); !st) return tl::unexpected(st.error());
+    if (auto st = drv.create(made); !st) {
+      (void)store_.remove_ve(made.name);
+      return tl::unexpected(st.error().context("creating VE " + made.name));
+    }
+    return made;
+  };
   auto build = [&]() -> Result<store::VeConfig> {
     store::VeConfig config;
     config.name = options.name;
@@ -150,18 +169,14 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
-    auto tmpl = ctx_.templates().ensure(*spec, progress);
-    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
-    config.template_spec = spec->to_string();
-    config.template_id = tmpl->id;
-    ctx_.remember_template(*tmpl);
-
-    if (auto st = store_.create_ve(config); !st) return tl::unexpected(st.error());
-    if (auto st = (*drv)->create(config); !st) {
-      (void)store_.remove_ve(config.name);
-      return tl::unexpected(st.error().context("creating VE " + config.name));
-    }
-    return config;
+    // Leased last of the checks, and given back if anything after it fails.
+    net::NetworkStore networks(store_.paths().root);
+    auto network = net::assign_network(networks, config.name, options.network_mode, options.ip);
+    if (!network) return tl::unexpected(network.error().context("create"));
+    config.network = *network;
+    auto made = make_ve(config, **drv);
+    if (!made) (void)net::release_network(networks, config.name, config.network);
+    return made;
   };
   auto config = build();
   // A failed create leaves nothing under the name, not even its lock file.
@@ -264,6 +279,9 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
     KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
   }
+  // The address is the VE's until it is destroyed, so that it is the same at every start.
+  net::NetworkStore networks(store_.paths().root);
+  KAPSEL_TRY(net::release_network(networks, name, config.network), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
   return {};
 }
@@ -379,6 +397,25 @@ Result<std::vector<VeInfo>> Lifecycle::list() {
     out.push_back(std::move(*info));
   }
   return out;
+}
+
+Status Lifecycle::gc() {
+  // Listing reconciles every VE that no other command holds: a dead monitor's leftovers go.
+  auto infos = list();
+  if (!infos) return tl::unexpected(infos.error().context("gc"));
+  net::NetworkStore networks(store_.paths().root);
+  auto all = networks.list();
+  if (!all) return tl::unexpected(all.error().context("gc"));
+  for (const auto& network : *all) {
+    for (const auto& [ve, address] : network.leases) {
+      // A VE being created holds its lease before its config exists, and its lock throughout.
+      auto lock = store_.lock(ve, /*wait=*/false);
+      if (!lock || store_.exists(ve)) continue;
+      KAPSEL_TRY(networks.release(network.name, ve), "gc");
+      store_.remove_lock(ve, *lock);
+    }
+  }
+  return {};
 }
 
 static std::string generated_name() {

@@ -24,6 +24,9 @@ struct CreateOptions {
   bool ephemeral = false;  // `run --rm`
   cgroup::Limits limits;
   store::SecurityConfig security;
+  // --network and --ip, as net::assign_network takes them (empty: its defaults).
+  std::string network_mode;
+  std::string ip;
 };
 
 // What list and status show about one VE.
@@ -69,6 +72,9 @@ class Lifecycle {
   // gets them at once; either way they hold from its next start on. On failure nothing
   // changes, neither the running VE nor its config.
   [[nodiscard]] Result<cgroup::Limits> set(const std::string& name, const cgroup::Limits& change);
+  // Cleans up after every VE whose monitor died (as the next command on it would), and gives
+  // back the address leases of VEs that no longer exist (a destroy that was killed half-way).
+  [[nodiscard]] Status gc();
   // Counters of a running VE (ErrorKind::state if it is not running).
   [[nodiscard]] Result<VeUsage> usage(const std::string& name);
   // Counters of every running VE, by name.

@@ -50,7 +50,7 @@ TEST(NetLink, VethMessageCreatesHostEndOnTheBridgeAndPeerInTheVe) {
   auto data = nested(info.at(IFLA_INFO_DATA));
   const nlattr* peer = data.at(VETH_INFO_PEER);
   auto* peer_ifi = static_cast<const ifinfomsg*>(mnl_attr_get_payload(peer));
-  EXPECT_TRUE(peer_ifi->ifi_flags & IFF_UP);
+  EXPECT_EQ(peer_ifi->ifi_flags & IFF_UP, 0u);  // brought up from inside, see set_link_up
   // The peer's attributes follow its ifinfomsg inside the nest.
   auto peer_attrs =
       attrs_in(static_cast<const char*>(mnl_attr_get_payload(peer)) + sizeof(ifinfomsg),

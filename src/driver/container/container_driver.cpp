@@ -32,6 +32,7 @@
 #include "driver/container/rootfs.hpp"
 #include "monitor/monitor.hpp"
 #include "monitor/oom_watch.hpp"
+#include "net/bridge_network.hpp"
 #include "net/loopback.hpp"
 #include "procfs/procfs_service.hpp"
 #include "procfs/syscall_virtualizer.hpp"
@@ -49,6 +50,7 @@ struct InitArgs {
   RootfsSpec rootfs;
   std::string hostname;
   std::string init;
+  bool own_network;   // in a network namespace of its own, whose lo init brings up
   int sync_fd;        // read end: the monitor's GoMessage, once the child is in its cgroups
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
@@ -93,7 +95,9 @@ bool read_exact(int fd, void* into, std::size_t size) {
   if (auto st = setup_rootfs(a.rootfs); !st) init_fail(a.error_fd, st.error());
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
-  if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  if (a.own_network) {
+    if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  }
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
@@ -251,11 +255,22 @@ Result<UniqueFd> listen_for_listeners(const proc::ProcessRef& monitor) {
 
 // The files that make a VE's identity, shadowing the template's copies in its private layer:
 // paths relative to the VE's root, and their contents.
+// A VE on a bridge is known by its own address in /etc/hosts, and gets the host's nameservers
+// that it can reach; one in the host's namespace gets the host's resolv.conf as it is.
 std::vector<std::pair<std::string, std::string>> identity_files(const store::VeConfig& config) {
-  return {
+  const auto& network = config.network;
+  std::string own_address = "127.0.1.1";
+  if (network.is_bridge()) own_address = network.address.substr(0, network.address.find('/'));
+  std::vector<std::pair<std::string, std::string>> files = {
       {"etc/hostname", config.hostname + "\n"},
-      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" +
-                        config.hostname + "\n"}};
+      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+                        own_address + "\t" + config.hostname + "\n"}};
+  if (network.mode == "none") return files;
+  auto host = fs::read_file("/etc/resolv.conf");
+  std::string resolv = host ? *host : std::string();
+  if (network.is_bridge()) resolv = net::resolv_conf_for_bridge(resolv);
+  if (!resolv.empty()) files.emplace_back("etc/resolv.conf", resolv);
+  return files;
 }
 
 // The monitor's copy of the syscall filter's program in its VE's run directory, for exec.
@@ -384,6 +399,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       ::waitpid(child, nullptr, 0);
     }
     if (cg) (void)cg->destroy(name);
+    if (config.network.is_bridge()) (void)net::detach_ve(name);
     (void)store.clear_runtime(name);
     store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
     (void)store.save_exit(name, rec);
@@ -429,6 +445,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            devices};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
+  // The host's namespace weakens the VE's isolation; `create` warned about it.
+  args.own_network = config.network.mode != "host";
   args.notify_program = &*notify_program;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
@@ -517,7 +535,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (auto st = new_time_namespace(); !st) fail_start(st.error());
     trace::point("monitor: time namespace made");
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                  CLONE_NEWNET);
+                                  (args.own_network ? CLONE_NEWNET : 0));
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -547,6 +565,19 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
     }
     trace::point("monitor: init attached to cgroups");
+    // Still while init builds its root: the VE's end of its veth pair appears in its namespace
+    // before init is released, so its services find eth0 configured.
+    if (config.network.is_bridge()) {
+      UniqueFd netns(
+          ::open(("/proc/" + std::to_string(child) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+      Status attached = netns ? net::attach_ve(name, config.network, netns.get())
+                              : Status(errno_fail("opening the VE's network namespace"));
+      if (!attached) {
+        ::kill(child, SIGKILL);
+        fail_start(attached.error().context("network"));
+      }
+      trace::point("monitor: network attached");
+    }
     // Init sends its syscall listener once its root file system is ready; EOF means it failed,
     // and its error pipe says why.
     auto listener = procfs::receive_listener_fd(notify_monitor.get());
@@ -666,6 +697,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   trace::point("monitor: init ended");
   (void)cg->destroy(name);
   trace::point("monitor: cgroups removed");
+  if (config.network.is_bridge()) (void)net::detach_ve(name);
   (void)store.clear_runtime(name);
   trace::point("monitor: runtime dir removed");
   (void)store.save_exit(name, rec);
@@ -904,6 +936,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
 
 Status ContainerDriver::cleanup(const store::VeConfig& config) {
   Status result;
+  if (config.network.is_bridge()) result = net::detach_ve(config.name);
   if (auto cg = ctx_.cgroups()) {
     if (auto st = (*cg)->destroy(config.name); !st) result = st;
   }
