@@ -303,6 +303,7 @@ int run(int argc, char** argv) {
       create_opts.security = *security;
       create_opts.network_mode = create_network.mode;
       create_opts.ip = create_network.ip;
+      create_opts.publish = create_network.publish;
       if (create_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
       auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
       if (!c) return report(c.error());
@@ -459,6 +460,7 @@ int run(int argc, char** argv) {
       run_opts.security = *security;
       run_opts.network_mode = run_network.mode;
       run_opts.ip = run_network.ip;
+      run_opts.publish = run_network.publish;
       if (run_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
       return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };

@@ -18,6 +18,7 @@ namespace kapsel::cli {
 struct NetworkFlags {
   std::string mode;  // empty: bridge if the default network exists, else none
   std::string ip;
+  std::vector<std::string> publish;
 
   // Declares the options on `cmd`, in an option group of their own in --help.
   void add_to(CLI::App& cmd);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 #include "net/network_store.hpp"
@@ -10,14 +11,22 @@
 
 namespace kapsel::net {
 
-// `mode`: "none", "host", "bridge" (the default network, made on first use), "bridge:NAME",
-// or empty: "bridge" if the default network exists, else "none". `ip`: a static address for
-// bridge mode, or empty for the lowest free one. Leases the address; errors name the bad part
-// and lease nothing.
-[[nodiscard]] Result<store::NetworkConfig> assign_network(NetworkStore& networks,
-                                                          const std::string& ve,
-                                                          const std::string& mode,
-                                                          const std::string& ip);
+// `publish`: --publish specs (bridge mode only), each checked against the host's sockets and
+// `published_elsewhere` (other VEs' specs). `mode`: "none", "host", "bridge" (the default network,
+// made on first use), "bridge:NAME", or empty: "bridge" if the default network exists, else "none".
+// `ip`: a static address for bridge mode, or empty for the lowest free one. Leases the address;
+// errors name the bad part and lease nothing.
+[[nodiscard]] Result<store::NetworkConfig> assign_network(
+    NetworkStore& networks, const std::string& ve, const std::string& mode, const std::string& ip,
+    const std::vector<std::string>& publish, const std::vector<std::string>& published_elsewhere);
+
+// At every start, by the monitor (bridge mode): the veth pair, eth0 in the VE's network
+// namespace (open as `netns_fd`) and the VE's NAT rules; rolled back on failure.
+[[nodiscard]] Status set_up_ve_network(const std::string& ve, const store::NetworkConfig& config,
+                                       int netns_fd);
+// At every stop, and for a VE whose monitor died: its veth pair and NAT rules go.
+[[nodiscard]] Status tear_down_ve_network(const std::string& ve,
+                                          const store::NetworkConfig& config);
 
 // Gives the VE's lease back (bridge mode); anything else has nothing to give back.
 [[nodiscard]] Status release_network(NetworkStore& networks, const std::string& ve,

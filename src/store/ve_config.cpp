@@ -38,6 +38,7 @@ void to_json(json& j, const NetworkConfig& n) {
   j["address"] = n.address;
   j["gateway"] = n.gateway;
   j["mac"] = n.mac;
+  j["publish"] = n.publish;
 }
 
 void to_json(json& j, const SecurityConfig& s) {
@@ -100,6 +101,7 @@ Result<VeConfig> parse_config(std::string_view text) {
       c.network.address = net.value("address", "");
       c.network.gateway = net.value("gateway", "");
       c.network.mac = net.value("mac", "");
+      c.network.publish = net.value("publish", std::vector<std::string>{});
     }
   });
 }

@@ -40,6 +40,7 @@ struct NetworkConfig {
   std::string address;        // bridge mode: the VE's address with the subnet's prefix
   std::string gateway;        // bridge mode: the bridge's address, the VE's default route
   std::string mac;            // bridge mode: eth0's MAC, stable for the VE's life
+  std::vector<std::string> publish;  // bridge mode: published ports, as net::PublishSpec spells
 
   [[nodiscard]] bool is_bridge() const { return mode == "bridge"; }
 };

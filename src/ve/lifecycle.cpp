@@ -171,7 +171,8 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
     // Leased last of the checks, and given back if anything after it fails.
     net::NetworkStore networks(store_.paths().root);
-    auto network = net::assign_network(networks, config.name, options.network_mode, options.ip);
+    auto network = net::assign_network(networks, config.name, options.network_mode, options.ip,
+                                       options.publish, published_by_other_ves());
     if (!network) return tl::unexpected(network.error().context("create"));
     config.network = *network;
     auto made = make_ve(config, **drv);
@@ -397,6 +398,19 @@ Result<std::vector<VeInfo>> Lifecycle::list() {
     out.push_back(std::move(*info));
   }
   return out;
+}
+
+std::vector<std::string> Lifecycle::published_by_other_ves() const {
+  std::vector<std::string> published;
+  auto names = store_.list();
+  if (!names) return published;
+  for (const auto& name : *names) {
+    auto config = store_.load_config(name);
+    if (!config) continue;
+    published.insert(published.end(), config->network.publish.begin(),
+                     config->network.publish.end());
+  }
+  return published;
 }
 
 Status Lifecycle::gc() {

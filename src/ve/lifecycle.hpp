@@ -27,6 +27,7 @@ struct CreateOptions {
   // --network and --ip, as net::assign_network takes them (empty: its defaults).
   std::string network_mode;
   std::string ip;
+  std::vector<std::string> publish;  // --publish, repeatable
 };
 
 // What list and status show about one VE.
@@ -105,6 +106,9 @@ class Lifecycle {
   [[nodiscard]] Result<LockedVe> create_locked(const CreateOptions& options,
                                                const image::ProgressFn& progress);
   [[nodiscard]] Result<store::RuntimeState> start_locked(const LockedVe& ve);
+
+  // Every other VE's published ports, which a new VE may not publish again.
+  [[nodiscard]] std::vector<std::string> published_by_other_ves() const;
 
   store::Store& store_;
   driver::Context ctx_;

@@ -149,6 +149,37 @@ TEST_F(NetworkTest, ServiceInAVeIsReachableFromTheHostSideAtItsAddress) {
   EXPECT_NE(body.find("served-by-w"), std::string::npos) << body;
 }
 
+TEST_F(NetworkTest, PublishedPortReachesTheVeFromTheHostsLoopbackAndAddresses) {
+  ASSERT_EQ(in_netns("ip link add kpub0 type veth peer name kpub0p && "
+                     "ip addr add 192.0.2.1/24 dev kpub0 && ip link set kpub0 up")
+                .exit_code,
+            0);
+  ASSERT_TRUE(k().create_and_start(
+      "p", {"--network", "bridge", "--publish", "8080:80", "--publish", "127.0.0.1:9090:80"}));
+  auto serve = k().sh("p",
+                      "mkdir -p /www && echo published > /www/index.html && "
+                      "httpd -p 80 -h /www");
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  for (const auto& [address, port] : std::vector<std::pair<std::string, int>>{
+           {"127.0.0.1", 8080}, {"192.0.2.1", 8080}, {"127.0.0.1", 9090}, {address_of("p"), 80}}) {
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      body = http_get(address, port);
+      return !body.empty();
+    })) << address
+        << ":" << port;
+    EXPECT_NE(body.find("published"), std::string::npos) << address << ":" << port << body;
+  }
+  // 9090 was published on 127.0.0.1 only.
+  EXPECT_EQ(http_get("192.0.2.1", 9090), "");
+  auto st = k().status("p");
+  EXPECT_EQ(st["network"]["publish"].size(), 2u);
+  // A port published by another VE, and one a socket holds, are refused.
+  auto again = k().run({"create", "p2", "--network", "bridge", "--publish", "8080:80"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("8080/tcp is already published"), std::string::npos) << again;
+}
+
 TEST_F(NetworkTest, FiftyVesGetDistinctAddressesStableAcrossRestart) {
   std::set<std::string> addresses;
   for (int i = 0; i < 50; ++i) {
@@ -176,19 +207,22 @@ TEST_F(NetworkTest, FiftyVesGetDistinctAddressesStableAcrossRestart) {
   }
 }
 
-TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethOrLease) {
-  ASSERT_TRUE(k().create_and_start("x", {"--network", "bridge"}));
+TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
+  ASSERT_TRUE(k().create_and_start("x", {"--network", "bridge", "--publish", "8081:80"}));
   std::string veth = net::host_veth_name("x");
   EXPECT_TRUE(link_exists(veth));
+  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth + "-pre"), std::string::npos);
   ASSERT_EQ(k().run({"stop", "x"}).exit_code, 0);
   EXPECT_FALSE(link_exists(veth));
+  EXPECT_EQ(in_netns("nft list table ip kapsel").out.find(veth), std::string::npos);
   EXPECT_TRUE(network("kapsel0")["leases"].contains("x"));  // kept while the VE exists
   ASSERT_EQ(k().run({"destroy", "x"}).exit_code, 0);
   EXPECT_FALSE(network("kapsel0")["leases"].contains("x"));
 
   // A monitor killed outright cannot clean up; gc does.
-  ASSERT_TRUE(k().create_and_start("y", {"--network", "bridge"}));
+  ASSERT_TRUE(k().create_and_start("y", {"--network", "bridge", "--publish", "8082:80"}));
   std::string veth_y = net::host_veth_name("y");
+  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth_y), std::string::npos);
   int monitor = k().status("y")["monitor_pid"];
   ASSERT_EQ(::kill(monitor, SIGKILL), 0);
   ASSERT_TRUE(eventually([&] { return !process_alive(monitor); }));
@@ -199,6 +233,7 @@ TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethOrLease) {
   ASSERT_EQ(k().run({"destroy", "y"}).exit_code, 0);
   EXPECT_TRUE(network("kapsel0")["leases"].empty());
   EXPECT_EQ(in_netns("ip -o link show | grep -c \" kv\"").out, "0\n");
+  EXPECT_EQ(in_netns("nft list ruleset | grep -c kv").out, "0\n");
 }
 
 TEST_F(NetworkTest, VesOnDifferentBridgesDoNotReachEachOther) {
@@ -228,6 +263,11 @@ TEST_F(NetworkTest, BadInputsGetOneLineAndChangeNothing) {
   ASSERT_EQ(k().run({"create", "keep", "--network", "bridge:lab", "--ip", "10.94.0.9"}).exit_code,
             0);
   auto before = k().run({"network", "list", "--json"}).out;
+  // A port that a process of the test's namespace listens on (killed at the end: it would
+  // outlive the namespace's name).
+  auto listener = in_netns("busybox nc -l -p 7777 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3");
+  ASSERT_EQ(listener.exit_code, 0);
+  pid_t listener_pid = std::stoi(listener.out);
   struct Case {
     std::vector<std::string> args;
     std::string names;  // what the one line must mention
@@ -244,6 +284,10 @@ TEST_F(NetworkTest, BadInputsGetOneLineAndChangeNothing) {
       {{"network", "create", "lab", "--subnet", "10.97.0.0/24"}, "lab"},
       {{"network", "remove", "nosuch"}, "nosuch"},
       {{"network", "remove", "lab"}, "in use by VE keep"},
+      {{"create", "e7", "--network", "bridge:lab", "--publish", "80"}, "'80'"},
+      {{"create", "e8", "--network", "bridge:lab", "--publish", "8080:80/sctp"}, "8080:80/sctp"},
+      {{"create", "e9", "--network", "none", "--publish", "8080:80"}, "8080:80"},
+      {{"create", "e10", "--network", "bridge:lab", "--publish", "7777:80"}, "7777/tcp"},
   };
   for (const auto& c : cases) {
     auto r = k().run(c.args);
@@ -253,6 +297,7 @@ TEST_F(NetworkTest, BadInputsGetOneLineAndChangeNothing) {
   }
   EXPECT_EQ(k().run({"network", "list", "--json"}).out, before);
   EXPECT_EQ(k().list().size(), 1u);
+  ::kill(listener_pid, SIGKILL);
 }
 
 TEST_F(NetworkTest, SubnetOverlappingAHostRouteIsRefused) {

@@ -34,6 +34,7 @@
 #include "monitor/oom_watch.hpp"
 #include "net/bridge_network.hpp"
 #include "net/loopback.hpp"
+#include "net/ve_network.hpp"
 #include "procfs/procfs_service.hpp"
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
@@ -399,7 +400,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       ::waitpid(child, nullptr, 0);
     }
     if (cg) (void)cg->destroy(name);
-    if (config.network.is_bridge()) (void)net::detach_ve(name);
+    (void)net::tear_down_ve_network(name, config.network);
     (void)store.clear_runtime(name);
     store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
     (void)store.save_exit(name, rec);
@@ -570,11 +571,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (config.network.is_bridge()) {
       UniqueFd netns(
           ::open(("/proc/" + std::to_string(child) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
-      Status attached = netns ? net::attach_ve(name, config.network, netns.get())
+      Status attached = netns ? net::set_up_ve_network(name, config.network, netns.get())
                               : Status(errno_fail("opening the VE's network namespace"));
       if (!attached) {
         ::kill(child, SIGKILL);
-        fail_start(attached.error().context("network"));
+        fail_start(attached.error());
       }
       trace::point("monitor: network attached");
     }
@@ -697,7 +698,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   trace::point("monitor: init ended");
   (void)cg->destroy(name);
   trace::point("monitor: cgroups removed");
-  if (config.network.is_bridge()) (void)net::detach_ve(name);
+  (void)net::tear_down_ve_network(name, config.network);
   (void)store.clear_runtime(name);
   trace::point("monitor: runtime dir removed");
   (void)store.save_exit(name, rec);
@@ -935,8 +936,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
 }
 
 Status ContainerDriver::cleanup(const store::VeConfig& config) {
-  Status result;
-  if (config.network.is_bridge()) result = net::detach_ve(config.name);
+  Status result = net::tear_down_ve_network(config.name, config.network);
   if (auto cg = ctx_.cgroups()) {
     if (auto st = (*cg)->destroy(config.name); !st) result = st;
   }
