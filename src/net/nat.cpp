@@ -9,18 +9,22 @@ namespace {
 
 struct ChainHook {
   const char* suffix;
+  const char* type;
   const char* hook;
   const char* priority;
 };
 // DNAT before routing (from other hosts) and on output (from the host itself, loopback
 // included); masquerade after routing.
-constexpr ChainHook kChains[] = {{"-pre", "prerouting", "dstnat"},
-                                 {"-out", "output", "-100"},
-                                 {"-post", "postrouting", "srcnat"}};
+// And the filter on forwarded traffic.
+constexpr ChainHook kChains[] = {{"-pre", "nat", "prerouting", "dstnat"},
+                                 {"-out", "nat", "output", "-100"},
+                                 {"-post", "nat", "postrouting", "srcnat"},
+                                 {"-fwd", "filter", "forward", "filter"}};
 
 std::string chain_decl(const std::string& ve, const ChainHook& c) {
   return "add chain ip " + std::string(kNftTable) + " " + host_veth_name(ve) + c.suffix +
-         " { type nat hook " + c.hook + " priority " + c.priority + "; policy accept; }\n";
+         " { type " + c.type + " hook " + c.hook + " priority " + c.priority +
+         "; policy accept; }\n";
 }
 
 }  // namespace
@@ -54,6 +58,11 @@ std::string ve_nat_rules(const VeNat& nat) {
   cmds += rule + "-post ip saddr " + ve_ip + " ip daddr != " + subnet + " masquerade\n";
   if (!nat.publish.empty())
     cmds += rule + "-post ip saddr 127.0.0.0/8 ip daddr " + ve_ip + " masquerade\n";
+  if (!nat.other_networks.empty()) {
+    std::string others;
+    for (const auto& n : nat.other_networks) others += (others.empty() ? "" : ", ") + n.to_string();
+    cmds += rule + "-fwd ip saddr " + ve_ip + " ip daddr { " + others + " } drop\n";
+  }
   return cmds;
 }
 
@@ -69,10 +78,11 @@ Status remove_ve_nat(const std::string& ve) {
   return with_context(run_nft(ve_nat_removal(ve)), "removing the NAT rules of VE " + ve);
 }
 
-Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config) {
+Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config,
+                        const std::vector<Cidr>& other_networks) {
   auto address = parse_cidr(config.address);
   if (!address) return fail(ErrorKind::failure, "the network config of VE " + ve + " is damaged");
-  VeNat nat{ve, config.network, *address, {}};
+  VeNat nat{ve, config.network, *address, {}, other_networks};
   for (const auto& text : config.publish) {
     auto spec = parse_publish(text);
     if (!spec) return tl::unexpected(spec.error());

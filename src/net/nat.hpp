@@ -1,7 +1,8 @@
 // A VE's nftables rules, in kapsel's own table `ip kapsel` and nowhere else: outbound NAT
-// (masquerade) for its address, and DNAT for its published ports. Each VE's rules are in three
-// base chains of its own, named after its host veth (kv...-pre, -out, -post), so they are
-// replaced and deleted exactly, in one transaction, without touching any other VE's.
+// (masquerade) for its address, DNAT for its published ports, and a filter that keeps it from
+// reaching other kapsel networks through the host. Each VE's rules are in four base chains of
+// its own, named after its host veth (kv...-pre, -out, -post, -fwd), so they are replaced and
+// deleted exactly, in one transaction, without touching any other VE's.
 #pragma once
 
 #include <string>
@@ -22,6 +23,10 @@ struct VeNat {
   std::string bridge;
   Cidr address;  // the VE's, with its subnet's prefix
   std::vector<PublishSpec> publish;
+  // The subnets of every other kapsel network: traffic from the VE to them is dropped when
+  // the host forwards, so two bridges isolate their VEs. (Networks made after the VE started
+  // are covered by their own VEs' rules, which drop the replies.)
+  std::vector<Cidr> other_networks;
 };
 
 // nft commands that remove the VE's chains (made first if missing: `delete` of a chain that
@@ -38,6 +43,7 @@ struct VeNat {
 [[nodiscard]] Status remove_ve_nat(const std::string& ve);
 
 // The VeNat of a VE's stored config (bridge mode).
-[[nodiscard]] Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config);
+[[nodiscard]] Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config,
+                                      const std::vector<Cidr>& other_networks);
 
 }  // namespace kapsel::net

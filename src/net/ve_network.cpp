@@ -63,9 +63,16 @@ Result<store::NetworkConfig> assign_network(NetworkStore& networks, const std::s
   return config;
 }
 
-Status set_up_ve_network(const std::string& ve, const store::NetworkConfig& config, int netns_fd) {
+Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
+                         const store::NetworkConfig& config, int netns_fd) {
+  auto all = networks.list();
+  if (!all) return tl::unexpected(all.error().context("network"));
+  std::vector<Cidr> others;
+  for (const auto& n : *all) {
+    if (n.name != config.network && n.subnet.address.family == AF_INET) others.push_back(n.subnet);
+  }
   KAPSEL_TRY(attach_ve(ve, config, netns_fd), "network");
-  auto nat = ve_nat_of(ve, config);
+  auto nat = ve_nat_of(ve, config, others);
   Status applied = nat ? apply_ve_nat(*nat) : Status(tl::unexpected(nat.error()));
   if (!applied) {
     (void)detach_ve(ve);

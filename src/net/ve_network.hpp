@@ -21,9 +21,10 @@ namespace kapsel::net {
     const std::vector<std::string>& publish, const std::vector<std::string>& published_elsewhere);
 
 // At every start, by the monitor (bridge mode): the veth pair, eth0 in the VE's network
-// namespace (open as `netns_fd`) and the VE's NAT rules; rolled back on failure.
-[[nodiscard]] Status set_up_ve_network(const std::string& ve, const store::NetworkConfig& config,
-                                       int netns_fd);
+// namespace (open as `netns_fd`) and the VE's nftables rules, which isolate it from the other
+// networks of `networks`; rolled back on failure.
+[[nodiscard]] Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
+                                       const store::NetworkConfig& config, int netns_fd);
 // At every stop, and for a VE whose monitor died: its veth pair and NAT rules go.
 [[nodiscard]] Status tear_down_ve_network(const std::string& ve,
                                           const store::NetworkConfig& config);

@@ -236,7 +236,8 @@ TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
   EXPECT_EQ(in_netns("nft list ruleset | grep -c kv").out, "0\n");
 }
 
-TEST_F(NetworkTest, VesOnDifferentBridgesDoNotReachEachOther) {
+TEST_F(NetworkTest, VesOnDifferentBridgesDoNotReachEachOtherEvenWhenTheHostForwards) {
+  ASSERT_EQ(in_netns("echo 1 > /proc/sys/net/ipv4/ip_forward").exit_code, 0);
   ASSERT_EQ(k().run({"network", "create", "red", "--subnet", "10.92.0.0/24"}).exit_code, 0);
   ASSERT_EQ(k().run({"network", "create", "blue", "--subnet", "10.93.0.0/24"}).exit_code, 0);
   ASSERT_TRUE(k().create_and_start("r", {"--network", "bridge:red"}));

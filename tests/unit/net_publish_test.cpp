@@ -39,7 +39,11 @@ TEST(NetPublish, ClashesOnSamePortAndProtocolUnlessHostAddressesDiffer) {
 }
 
 TEST(NetNat, RulesLiveInTheVesOwnChainsOfKapselsTable) {
-  VeNat nat{"web1", "kapsel0", *parse_cidr("10.88.0.2/16"), {*parse_publish("8080:80")}};
+  VeNat nat{"web1",
+            "kapsel0",
+            *parse_cidr("10.88.0.2/16"),
+            {*parse_publish("8080:80")},
+            {*parse_cidr("10.89.0.0/24"), *parse_cidr("10.90.0.0/24")}};
   std::string rules = ve_nat_rules(nat);
   std::string chain = host_veth_name("web1");
   // Whatever was there is replaced in the same transaction.
@@ -55,6 +59,10 @@ TEST(NetNat, RulesLiveInTheVesOwnChainsOfKapselsTable) {
             std::string::npos);
   EXPECT_NE(rules.find(chain + "-post ip saddr 127.0.0.0/8 ip daddr 10.88.0.2 masquerade"),
             std::string::npos);
+  EXPECT_NE(rules.find(chain + "-fwd ip saddr 10.88.0.2 ip daddr { 10.89.0.0/24, 10.90.0.0/24 } "
+                               "drop"),
+            std::string::npos)
+      << rules;
 }
 
 }  // namespace

@@ -571,7 +571,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (config.network.is_bridge()) {
       UniqueFd netns(
           ::open(("/proc/" + std::to_string(child) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
-      Status attached = netns ? net::set_up_ve_network(name, config.network, netns.get())
+      net::NetworkStore networks(store.paths().root);
+      Status attached = netns ? net::set_up_ve_network(networks, name, config.network, netns.get())
                               : Status(errno_fail("opening the VE's network namespace"));
       if (!attached) {
         ::kill(child, SIGKILL);
