@@ -100,18 +100,26 @@ std::string uptime_of(const ve::VeInfo& info) {
   return human_duration(std::time(nullptr) - info.runtime->started_at);
 }
 
+// "8080:80/tcp,5353:53/udp", or "-".
+std::string published_ports(const store::NetworkConfig& net) {
+  std::string ports;
+  for (const auto& p : net.publish) ports += (ports.empty() ? "" : ",") + p;
+  return ports.empty() ? "-" : ports;
+}
+
 int print_list(const std::vector<ve::VeInfo>& infos, bool as_json) {
   if (as_json) {
     std::cout << json(infos).dump(2) << "\n";
     return kExitOk;
   }
-  Table t({"NAME", "KIND", "STATE", "PID", "PROCS", "UPTIME", "TEMPLATE", "HOSTNAME", "ADDRESS"});
+  Table t({"NAME", "KIND", "STATE", "PID", "PROCS", "UPTIME", "TEMPLATE", "HOSTNAME", "ADDRESS",
+           "PORTS"});
   for (const auto& i : infos) {
     const auto& net = i.config.network;
     t.add({i.config.name, i.config.kind, i.state,
            i.runtime ? std::to_string(i.runtime->init.pid) : "-",
            i.processes ? std::to_string(*i.processes) : "-", uptime_of(i), i.config.template_spec,
-           i.config.hostname, net.is_bridge() ? net.address : net.mode});
+           i.config.hostname, net.is_bridge() ? net.address : net.mode, published_ports(net)});
   }
   std::cout << t.render();
   return kExitOk;

@@ -1,4 +1,4 @@
-// Interface addresses and routes through rtnetlink, for IPv4 and IPv6 alike.
+// Interface addresses through rtnetlink, for IPv4 and IPv6 alike.
 #pragma once
 
 #include "common/error.hpp"
@@ -10,8 +10,5 @@ namespace kapsel::net {
 // Adds `address` (host address and prefix, "10.88.0.2/16") to link `ifindex`. An address the
 // link already has is success (a bridge's gateway address survives kapsel's commands).
 [[nodiscard]] Status add_address(NetlinkSocket& sock, int ifindex, const Cidr& address);
-
-// Adds the default route via `gateway` out of link `ifindex`, in the main table.
-[[nodiscard]] Status add_default_route(NetlinkSocket& sock, int ifindex, const IpAddress& gateway);
 
 }  // namespace kapsel::net

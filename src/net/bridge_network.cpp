@@ -7,6 +7,7 @@
 #include "net/cidr.hpp"
 #include "net/link.hpp"
 #include "net/netlink_socket.hpp"
+#include "net/route.hpp"
 
 namespace kapsel::net {
 namespace {

@@ -171,8 +171,9 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");
     // Leased last of the checks, and given back if anything after it fails.
     net::NetworkStore networks(store_.paths().root);
-    auto network = net::assign_network(networks, config.name, options.network_mode, options.ip,
-                                       options.publish, published_by_other_ves());
+    auto network = net::assign_network(
+        networks, config.name, options.network_mode, options.ip, options.publish,
+        options.publish.empty() ? std::vector<std::string>{} : published_by_other_ves());
     if (!network) return tl::unexpected(network.error().context("create"));
     config.network = *network;
     auto made = make_ve(config, **drv);

@@ -174,6 +174,9 @@ TEST_F(NetworkTest, PublishedPortReachesTheVeFromTheHostsLoopbackAndAddresses) {
   EXPECT_EQ(http_get("192.0.2.1", 9090), "");
   auto st = k().status("p");
   EXPECT_EQ(st["network"]["publish"].size(), 2u);
+  auto listed = k().run({"list"});
+  EXPECT_NE(listed.out.find("8080:80/tcp,127.0.0.1:9090:80/tcp"), std::string::npos) << listed;
+  EXPECT_NE(k().run({"status", "p"}).out.find("published:    8080:80/tcp"), std::string::npos);
   // A port published by another VE, and one a socket holds, are refused.
   auto again = k().run({"create", "p2", "--network", "bridge", "--publish", "8080:80"});
   EXPECT_NE(again.exit_code, 0);
