@@ -8,7 +8,7 @@ packages=(
   # build
   g++ cmake make pkg-config clang-format
   libexpected-dev nlohmann-json3-dev libcli11-dev libfmt-dev libarchive-dev
-  libfuse3-dev libseccomp-dev libcap-dev
+  libfuse3-dev libseccomp-dev libcap-dev libmnl-dev libnftables-dev
   libgtest-dev libgmock-dev
   # runtime: the built-in busybox template is made from Debian's static busybox; newuidmap and
   # newgidmap map a user's /etc/subuid ranges for rootless VEs (root's --userns VEs need

@@ -12,12 +12,15 @@
 #include <thread>
 
 #include "cli/limit_flags.hpp"
+#include "cli/network_flags.hpp"
 #include "cli/output.hpp"
 #include "cli/security_flags.hpp"
 #include "cli/stats_view.hpp"
 #include "common/process.hpp"
 #include "common/trace.hpp"
 #include "image/template.hpp"
+#include "net/bridge_network.hpp"
+#include "net/network_store.hpp"
 #include "procfs/procfs_service.hpp"
 #include "security/userns.hpp"
 #include "store/store.hpp"
@@ -107,17 +110,26 @@ std::string uptime_of(const ve::VeInfo& info) {
   return human_duration(std::time(nullptr) - info.runtime->started_at);
 }
 
+// "8080:80/tcp,5353:53/udp", or "-".
+std::string published_ports(const store::NetworkConfig& net) {
+  std::string ports;
+  for (const auto& p : net.publish) ports += (ports.empty() ? "" : ",") + p;
+  return ports.empty() ? "-" : ports;
+}
+
 int print_list(const std::vector<ve::VeInfo>& infos, bool as_json) {
   if (as_json) {
     std::cout << json(infos).dump(2) << "\n";
     return kExitOk;
   }
-  Table t({"NAME", "KIND", "STATE", "PID", "PROCS", "UPTIME", "TEMPLATE", "HOSTNAME"});
+  Table t({"NAME", "KIND", "STATE", "PID", "PROCS", "UPTIME", "TEMPLATE", "HOSTNAME", "ADDRESS",
+           "PORTS"});
   for (const auto& i : infos) {
+    const auto& net = i.config.network;
     t.add({i.config.name, i.config.kind, i.state,
            i.runtime ? std::to_string(i.runtime->init.pid) : "-",
            i.processes ? std::to_string(*i.processes) : "-", uptime_of(i), i.config.template_spec,
-           i.config.hostname});
+           i.config.hostname, net.is_bridge() ? net.address : net.mode, published_ports(net)});
   }
   std::cout << t.render();
   return kExitOk;
@@ -145,6 +157,7 @@ int print_status(const ve::VeInfo& i, bool as_json) {
   if (i.processes) line("processes:", std::to_string(*i.processes));
   for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.security)) line((key + ":").c_str(), value);
+  for (const auto& [key, value] : describe(i.config.network)) line((key + ":").c_str(), value);
   if (i.oom_kills || !i.oom_events.empty()) {
     std::string oom = i.oom_events.empty() && i.oom_kills.value_or(0) == 0
                           ? std::string("0")
@@ -288,13 +301,16 @@ int run(int argc, char** argv) {
   create_limits.add_to(*create);
   SecurityFlags create_security;
   create_security.add_to(*create);
+  NetworkFlags create_network;
+  create_network.add_to(*create);
   create->footer(
       "Examples:\n"
       "  kapsel create web1\n"
       "  kapsel create web2 --memory 256M --cpus 1 --pids 200\n"
       "  kapsel create fuse1 --device /dev/fuse --cap-add SYS_ADMIN\n"
       "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
-      "  kapsel create t1 --template dir:/srv/rootfs");
+      "  kapsel create t1 --template dir:/srv/rootfs\n"
+      "  kapsel create web3 --network bridge --ip 10.88.0.10");
   create->callback([&] {
     action = [&] {
       auto limits = create_limits.parse();
@@ -303,6 +319,10 @@ int run(int argc, char** argv) {
       auto security = create_security.parse();
       if (!security) return report(security.error());
       create_opts.security = *security;
+      create_opts.network_mode = create_network.mode;
+      create_opts.ip = create_network.ip;
+      create_opts.publish = create_network.publish;
+      if (create_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
       auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
       if (!c) return report(c.error());
       if (g.json) {
@@ -448,6 +468,8 @@ int run(int argc, char** argv) {
   run_limits.add_to(*run_cmd);
   SecurityFlags run_security;
   run_security.add_to(*run_cmd);
+  NetworkFlags run_network;
+  run_network.add_to(*run_cmd);
   run_cmd->footer(
       "Examples:\n"
       "  kapsel run --rm -- /bin/true\n"
@@ -468,6 +490,10 @@ int run(int argc, char** argv) {
       auto security = run_security.parse();
       if (!security) return report(security.error());
       run_opts.security = *security;
+      run_opts.network_mode = run_network.mode;
+      run_opts.ip = run_network.ip;
+      run_opts.publish = run_network.publish;
+      if (run_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
       return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };
   });
@@ -635,6 +661,76 @@ int run(int argc, char** argv) {
     action = [&] {
       auto st = lifecycle()->destroy(name, force);
       if (st) say("destroyed VE " + name);
+      return report(st);
+    };
+  });
+
+  // network
+  auto* network = app.add_subcommand("network", "Manage the bridges VEs are networked on");
+  network->require_subcommand(1);
+  network->footer(
+      "A network is a bridge (named after it) with a subnet; its first address is the VEs'\n"
+      "gateway. The bridge is made when the first VE on it starts.\n\n"
+      "Examples:\n"
+      "  kapsel network create lab --subnet 10.89.0.0/24\n"
+      "  kapsel create web1 --network bridge:lab\n"
+      "  kapsel network list\n"
+      "  kapsel network remove lab");
+  auto networks = [&] { return net::NetworkStore(store::Paths::resolve(g.root, g.run_dir).root); };
+  std::string subnet;
+  auto* network_create = network->add_subcommand("create", "Create a network: NAME --subnet CIDR");
+  network_create->add_option("name", name, "Network name (also the bridge's name)")->required();
+  network_create->add_option("--subnet", subnet, "Its subnet, e.g. 10.89.0.0/24")->required();
+  network_create->callback([&] {
+    action = [&] {
+      auto n = networks().create(name, subnet);
+      if (!n) return report(n.error());
+      if (g.json) {
+        std::cout << json(*n).dump(2) << "\n";
+      } else {
+        say("created network " + n->name + " (" + n->subnet.to_string() + ", gateway " +
+            n->gateway.to_string() + ")");
+      }
+      return int(kExitOk);
+    };
+  });
+  auto* network_list = network->add_subcommand("list", "List networks");
+  network_list->alias("ls");
+  network_list->callback([&] {
+    action = [&] {
+      auto all = networks().list();
+      if (!all) return report(all.error());
+      if (g.json) {
+        std::cout << json(*all).dump(2) << "\n";
+        return int(kExitOk);
+      }
+      Table t({"NAME", "SUBNET", "GATEWAY", "VES"});
+      for (const auto& n : *all)
+        t.add(
+            {n.name, n.subnet.to_string(), n.gateway.to_string(), std::to_string(n.leases.size())});
+      std::cout << t.render();
+      return int(kExitOk);
+    };
+  });
+  auto* network_remove = network->add_subcommand("remove", "Remove a network no VE is on");
+  network_remove->alias("rm");
+  network_remove->add_option("name", name, "Network name")->required();
+  network_remove->callback([&] {
+    action = [&] {
+      if (auto st = networks().remove(name); !st) return report(st.error());
+      if (auto st = net::remove_bridge(name); !st) return report(st.error());
+      say("removed network " + name);
+      return int(kExitOk);
+    };
+  });
+
+  // gc
+  auto* gc = app.add_subcommand(
+      "gc", "Clean up after VEs whose monitor was killed: cgroups, veths, runtime files, leases");
+  gc->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->gc();
+      if (st) say("cleaned up");
       return report(st);
     };
   });

@@ -28,6 +28,17 @@ void to_json(json& j, const VeConfig& c) {
            {"ephemeral", c.ephemeral}};
   if (!c.limits.empty()) j["limits"] = c.limits;
   if (!c.security.is_default()) j["security"] = c.security;
+  if (c.network.mode != "none") j["network"] = c.network;
+}
+
+void to_json(json& j, const NetworkConfig& n) {
+  j = json{{"mode", n.mode}};
+  if (!n.is_bridge()) return;
+  j["network"] = n.network;
+  j["address"] = n.address;
+  j["gateway"] = n.gateway;
+  j["mac"] = n.mac;
+  j["publish"] = n.publish;
 }
 
 void to_json(json& j, const SecurityConfig& s) {
@@ -93,6 +104,15 @@ Result<VeConfig> parse_config(std::string_view text) {
             u.at("host_uid").get<std::uint32_t>(), u.at("host_gid").get<std::uint32_t>(),
             u.at("size").get<std::uint32_t>(), u.value("rootless", false)};
       }
+    }
+    if (j.contains("network")) {
+      const json& net = j.at("network");
+      c.network.mode = net.value("mode", "none");
+      c.network.network = net.value("network", "");
+      c.network.address = net.value("address", "");
+      c.network.gateway = net.value("gateway", "");
+      c.network.mac = net.value("mac", "");
+      c.network.publish = net.value("publish", std::vector<std::string>{});
     }
   });
 }

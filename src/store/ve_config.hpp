@@ -45,6 +45,19 @@ struct SecurityConfig {
   }
 };
 
+// How a VE is networked (src/net makes it so at start). Plain text, resolved at create: the
+// address is leased then and kept until destroy, so everything the monitor needs is here.
+struct NetworkConfig {
+  std::string mode = "none";  // "none" (loopback only), "host" (the host's namespace), "bridge"
+  std::string network;        // bridge mode: the kapsel network (= bridge) joined
+  std::string address;        // bridge mode: the VE's address with the subnet's prefix
+  std::string gateway;        // bridge mode: the bridge's address, the VE's default route
+  std::string mac;            // bridge mode: eth0's MAC, stable for the VE's life
+  std::vector<std::string> publish;  // bridge mode: published ports, as net::PublishSpec spells
+
+  [[nodiscard]] bool is_bridge() const { return mode == "bridge"; }
+};
+
 struct VeConfig {
   std::string name;
   std::string kind = "container";
@@ -57,6 +70,8 @@ struct VeConfig {
   // Resource limits, applied at start and changed live by `kapsel set`.
   cgroup::Limits limits;
   SecurityConfig security;
+  // Configs from before networking parse as "none", as those VEs were made.
+  NetworkConfig network;
 };
 
 // The phase a running monitor reports for its VE.
@@ -96,6 +111,7 @@ struct OomEvent {
 
 void to_json(nlohmann::json& j, const VeConfig& c);
 void to_json(nlohmann::json& j, const SecurityConfig& s);
+void to_json(nlohmann::json& j, const NetworkConfig& n);
 void to_json(nlohmann::json& j, const OomEvent& e);
 [[nodiscard]] Result<OomEvent> parse_oom_event(std::string_view line);
 void to_json(nlohmann::json& j, const RuntimeState& s);

@@ -10,6 +10,7 @@
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
+#include "net/ve_network.hpp"
 #include "security/userns.hpp"
 
 namespace kapsel::ve {
@@ -31,6 +32,7 @@ void to_json(json& j, const VeInfo& info) {
   if (info.processes) j["processes"] = *info.processes;
   if (!info.config.limits.empty()) j["limits"] = info.config.limits;
   j["security"] = info.config.security;
+  j["network"] = info.config.network;
   if (info.oom_kills) j["oom_kills"] = *info.oom_kills;
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
@@ -139,6 +141,23 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
   if (store_.exists(options.name))
     return fail(ErrorKind::exists, "a VE named '" + options.name + "' already exists");
 
+  // The template and the VE's files, once the config is complete.
+  auto make_ve = [&](const store::VeConfig& config,
+                     driver::Driver& drv) -> Result<store::VeConfig> {
+    store::VeConfig made = config;
+    auto tmpl = ctx_.templates().ensure(*spec, progress);
+    if (!tmpl) return tl::unexpected(tmpl.error().context("template " + spec->to_string()));
+    made.template_spec = spec->to_string();
+    made.template_id = tmpl->id;
+    ctx_.remember_template(*tmpl);
+
+    if (auto st = store_.create_ve(made); !st) return tl::unexpected(st.error());
+    if (auto st = drv.create(made); !st) {
+      (void)store_.remove_ve(made.name);
+      return tl::unexpected(st.error().context("creating VE " + made.name));
+    }
+    return made;
+  };
   auto build = [&]() -> Result<store::VeConfig> {
     store::VeConfig config;
     config.name = options.name;
@@ -154,23 +173,26 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     // Before the template, which may take a while to build: a range that is not free is a
     // mistake in the command line.
     KAPSEL_TRY(allocate_ids(config), "create");
-    auto undo = [&](const Error& e) -> Result<store::VeConfig> {
+    auto release_ids = [&] {
       if (config.security.userns && !config.security.userns->rootless)
         (void)userns_ranges().release(config.name);
-      return tl::unexpected(e);
     };
-    auto tmpl = ctx_.templates().ensure(*spec, progress);
-    if (!tmpl) return undo(tmpl.error().context("template " + spec->to_string()));
-    config.template_spec = spec->to_string();
-    config.template_id = tmpl->id;
-    ctx_.remember_template(*tmpl);
-
-    if (auto st = store_.create_ve(config); !st) return undo(st.error());
-    if (auto st = (*drv)->create(config); !st) {
-      (void)store_.remove_ve(config.name);
-      return undo(st.error().context("creating VE " + config.name));
+    // Leased last of the checks, and given back if anything after it fails.
+    net::NetworkStore networks(store_.paths().root);
+    auto network = net::assign_network(
+        networks, config.name, options.network_mode, options.ip, options.publish,
+        options.publish.empty() ? std::vector<std::string>{} : published_by_other_ves());
+    if (!network) {
+      release_ids();
+      return tl::unexpected(network.error().context("create"));
     }
-    return config;
+    config.network = *network;
+    auto made = make_ve(config, **drv);
+    if (!made) {
+      (void)net::release_network(networks, config.name, config.network);
+      release_ids();
+    }
+    return made;
   };
   auto config = build();
   // A failed create leaves nothing under the name, not even its lock file.
@@ -275,6 +297,9 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
   }
   if (config.security.userns && !config.security.userns->rootless)
     KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);
+  // The address is the VE's until it is destroyed, so that it is the same at every start.
+  net::NetworkStore networks(store_.paths().root);
+  KAPSEL_TRY(net::release_network(networks, name, config.network), "destroying VE " + name);
   store_.remove_lock(name, ve->lock);
   return {};
 }
@@ -418,6 +443,38 @@ Result<std::vector<VeInfo>> Lifecycle::list() {
     out.push_back(std::move(*info));
   }
   return out;
+}
+
+std::vector<std::string> Lifecycle::published_by_other_ves() const {
+  std::vector<std::string> published;
+  auto names = store_.list();
+  if (!names) return published;
+  for (const auto& name : *names) {
+    auto config = store_.load_config(name);
+    if (!config) continue;
+    published.insert(published.end(), config->network.publish.begin(),
+                     config->network.publish.end());
+  }
+  return published;
+}
+
+Status Lifecycle::gc() {
+  // Listing reconciles every VE that no other command holds: a dead monitor's leftovers go.
+  auto infos = list();
+  if (!infos) return tl::unexpected(infos.error().context("gc"));
+  net::NetworkStore networks(store_.paths().root);
+  auto all = networks.list();
+  if (!all) return tl::unexpected(all.error().context("gc"));
+  for (const auto& network : *all) {
+    for (const auto& [ve, address] : network.leases) {
+      // A VE being created holds its lease before its config exists, and its lock throughout.
+      auto lock = store_.lock(ve, /*wait=*/false);
+      if (!lock || store_.exists(ve)) continue;
+      KAPSEL_TRY(networks.release(network.name, ve), "gc");
+      store_.remove_lock(ve, *lock);
+    }
+  }
+  return {};
 }
 
 static std::string generated_name() {

@@ -25,6 +25,10 @@ struct CreateOptions {
   bool ephemeral = false;  // `run --rm`
   cgroup::Limits limits;
   store::SecurityConfig security;
+  // --network and --ip, as net::assign_network takes them (empty: its defaults).
+  std::string network_mode;
+  std::string ip;
+  std::vector<std::string> publish;  // --publish, repeatable
 };
 
 // What list and status show about one VE.
@@ -70,6 +74,9 @@ class Lifecycle {
   // gets them at once; either way they hold from its next start on. On failure nothing
   // changes, neither the running VE nor its config.
   [[nodiscard]] Result<cgroup::Limits> set(const std::string& name, const cgroup::Limits& change);
+  // Cleans up after every VE whose monitor died (as the next command on it would), and gives
+  // back the address leases of VEs that no longer exist (a destroy that was killed half-way).
+  [[nodiscard]] Status gc();
   // Counters of a running VE (ErrorKind::state if it is not running).
   [[nodiscard]] Result<VeUsage> usage(const std::string& name);
   // Counters of every running VE, by name.
@@ -104,6 +111,9 @@ class Lifecycle {
   [[nodiscard]] Result<LockedVe> create_locked(const CreateOptions& options,
                                                const image::ProgressFn& progress);
   [[nodiscard]] Result<store::RuntimeState> start_locked(const LockedVe& ve);
+
+  // Every other VE's published ports, which a new VE may not publish again.
+  [[nodiscard]] std::vector<std::string> published_by_other_ves() const;
 
   store::Store& store_;
   driver::Context ctx_;

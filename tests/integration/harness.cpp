@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -78,6 +79,13 @@ void exec_kapsel(const std::vector<std::string>& args, const std::vector<std::st
   ::_exit(127);
 }
 
+void enter_netns(const std::string& path) {
+  if (path.empty()) return;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(126);
+  ::close(fd);
+}
+
 ::testing::AssertionResult Kapsel::create_and_start(const std::string& name,
                                                     const std::vector<std::string>& extra) const {
   std::vector<std::string> args = {"create", name};
@@ -102,6 +110,7 @@ RunResult Kapsel::run(const std::vector<std::string>& args, const RunOptions& op
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
+    enter_netns(netns_);  // while still root
     if (options.uid != 0 &&
         (::setgroups(0, nullptr) != 0 || ::setgid(options.gid ? options.gid : options.uid) != 0 ||
          ::setuid(options.uid) != 0))
@@ -156,6 +165,7 @@ pid_t Kapsel::spawn(const std::vector<std::string>& args) const {
     ::dup2(null, 0);
     ::dup2(null, 1);
     ::dup2(null, 2);
+    enter_netns(netns_);
     exec_kapsel(args, environment);
   }
   return pid;

@@ -58,6 +58,11 @@ class Kapsel {
   const std::string& cgroup_parent() const { return cgroup_parent_; }
   std::vector<std::string> env() const;
 
+  // Runs every later command in the network namespace bound at `path` (e.g. /run/netns/NAME),
+  // entered with setns in the forked child before the exec: network tests never touch the
+  // machine's own interfaces.
+  void use_netns(std::string path) { netns_ = std::move(path); }
+
   // The VE's cgroup directories that exist now, over every mounted hierarchy.
   std::vector<std::string> cgroup_dirs(const std::string& ve) const;
 
@@ -66,12 +71,17 @@ class Kapsel {
   std::string root_;
   std::string run_dir_;
   std::string cgroup_parent_;
+  std::string netns_;
 };
 
 // Replaces the calling (forked) process with `kapsel ARGS...` in environment `env`; exits 127
 // if the binary cannot be run.
 [[noreturn]] void exec_kapsel(const std::vector<std::string>& args,
                               const std::vector<std::string>& env);
+
+// In a forked child: enters the network namespace bound at `path` (nothing if empty); exits 126
+// if it cannot.
+void enter_netns(const std::string& path);
 
 // Host-side inspection.
 bool process_alive(pid_t pid);

@@ -33,7 +33,9 @@
 #include "driver/container/rootfs.hpp"
 #include "monitor/monitor.hpp"
 #include "monitor/oom_watch.hpp"
+#include "net/bridge_network.hpp"
 #include "net/loopback.hpp"
+#include "net/ve_network.hpp"
 #include "procfs/procfs_service.hpp"
 #include "procfs/syscall_virtualizer.hpp"
 #include "procfs/ve_view.hpp"
@@ -51,6 +53,7 @@ struct InitArgs {
   RootfsSpec rootfs;
   std::string hostname;
   std::string init;
+  bool own_network;   // in a network namespace of its own, whose lo init brings up
   int sync_fd;        // read end: the monitor's GoMessage, once the child is in its cgroups
   int error_fd;       // write end, close-on-exec: silent EOF means init was exec'd
   int console_slave;  // becomes init's stdin, stdout, stderr and controlling terminal
@@ -112,7 +115,9 @@ bool read_exact(int fd, void* into, std::size_t size) {
   trace::point("init: pivoted");
   if (::sethostname(a.hostname.data(), a.hostname.size()) != 0)
     init_fail(a.error_fd, errno_fail("setting hostname").value());
-  if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  if (a.own_network) {
+    if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  }
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
@@ -273,11 +278,22 @@ Result<UniqueFd> listen_for_listeners(const proc::ProcessRef& monitor) {
 
 // The files that make a VE's identity, shadowing the template's copies in its private layer:
 // paths relative to the VE's root, and their contents.
+// A VE on a bridge is known by its own address in /etc/hosts, and gets the host's nameservers
+// that it can reach; one in the host's namespace gets the host's resolv.conf as it is.
 std::vector<std::pair<std::string, std::string>> identity_files(const store::VeConfig& config) {
-  return {
+  const auto& network = config.network;
+  std::string own_address = "127.0.1.1";
+  if (network.is_bridge()) own_address = network.address.substr(0, network.address.find('/'));
+  std::vector<std::pair<std::string, std::string>> files = {
       {"etc/hostname", config.hostname + "\n"},
-      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" +
-                        config.hostname + "\n"}};
+      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+                        own_address + "\t" + config.hostname + "\n"}};
+  if (network.mode == "none") return files;
+  auto host = fs::read_file("/etc/resolv.conf");
+  std::string resolv = host ? *host : std::string();
+  if (network.is_bridge()) resolv = net::resolv_conf_for_bridge(resolv);
+  if (!resolv.empty()) files.emplace_back("etc/resolv.conf", resolv);
+  return files;
 }
 
 // The monitor's copy of the syscall virtualiser's filter in its VE's run directory, for exec.
@@ -447,6 +463,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       ::waitpid(child, nullptr, 0);
     }
     if (cg) (void)cg->destroy(name);
+    (void)net::tear_down_ve_network(name, config.network);
     (void)store.clear_runtime(name);
     store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
     (void)store.save_exit(name, rec);
@@ -499,6 +516,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            config.security.userns.has_value()};
   args.hostname = config.hostname.empty() ? name : config.hostname;
   args.init = tmpl.init;
+  // The host's namespace weakens the VE's isolation; `create` warned about it.
+  args.own_network = config.network.mode != "host";
   args.notify_program = notify_program ? &*notify_program : nullptr;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
@@ -613,7 +632,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
     // that its root may mount and configure them.
     child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                  CLONE_NEWNET | (args.rootfs.userns ? CLONE_NEWUSER : 0));
+                                  (args.own_network ? CLONE_NEWNET : 0) |
+                                  (args.rootfs.userns ? CLONE_NEWUSER : 0));
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -649,6 +669,20 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       fail_start(why.empty() ? joined.error().context("joining cgroups") : init_error_of(why));
     }
     trace::point("monitor: init attached to cgroups");
+    // Still while init builds its root: the VE's end of its veth pair appears in its namespace
+    // before init is released, so its services find eth0 configured.
+    if (config.network.is_bridge()) {
+      UniqueFd netns(
+          ::open(("/proc/" + std::to_string(child) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+      net::NetworkStore networks(store.paths().root);
+      Status attached = netns ? net::set_up_ve_network(networks, name, config.network, netns.get())
+                              : Status(errno_fail("opening the VE's network namespace"));
+      if (!attached) {
+        ::kill(child, SIGKILL);
+        fail_start(attached.error());
+      }
+      trace::point("monitor: network attached");
+    }
     // The policy goes with init's go, and init enters it once its root file system is ready.
     // A child that has already failed cannot read this (EPIPE); its error pipe says why.
     GoMessage go{policy->cap_plan, static_cast<std::uint32_t>(policy->seccomp.size()),
@@ -774,6 +808,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   trace::point("monitor: init ended");
   (void)cg->destroy(name);
   trace::point("monitor: cgroups removed");
+  (void)net::tear_down_ve_network(name, config.network);
   (void)store.clear_runtime(name);
   trace::point("monitor: runtime dir removed");
   (void)store.save_exit(name, rec);
@@ -1033,7 +1068,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
 }
 
 Status ContainerDriver::cleanup(const store::VeConfig& config) {
-  Status result;
+  Status result = net::tear_down_ve_network(config.name, config.network);
   if (auto cg = ctx_.cgroups()) {
     if (auto st = (*cg)->destroy(config.name); !st) result = st;
   }

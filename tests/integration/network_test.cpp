@@ -1,0 +1,320 @@
+// Networking end to end (issue #6), through the real binary. Every test runs kapsel inside a
+// network namespace of its own (made with `ip netns add`, entered by the harness with setns),
+// so the bridges, veths and traffic never touch the machine's own network. The tests use `ip`
+// only to observe and to send traffic from the test's "host" side of that namespace.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "harness.hpp"
+#include "net/bridge_network.hpp"
+
+namespace kapsel::testing {
+namespace {
+
+struct ShellResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+class NetworkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    KAPSEL_REQUIRE_ROOT();
+    static int counter = 0;
+    netns_ = "kapsel-it-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    ASSERT_EQ(host("ip netns add " + netns_ + " && ip -n " + netns_ + " link set lo up").exit_code,
+              0);
+    kapsel_.emplace();
+    kapsel_->use_netns("/run/netns/" + netns_);
+  }
+  void TearDown() override {
+    kapsel_.reset();  // destroys what a failed test left, in the namespace
+    if (!netns_.empty()) (void)host("ip netns del " + netns_);
+  }
+
+  // A shell command on the machine (to make or drop the test's namespace).
+  static ShellResult host(const std::string& cmd) {
+    ShellResult r;
+    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) r.out += buf;
+    int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  // A shell command on the host side of the test's namespace (where kapsel's bridges are).
+  ShellResult in_netns(const std::string& cmd) const {
+    return host("ip netns exec " + netns_ + " sh -c '" + cmd + "'");
+  }
+  Kapsel& k() { return *kapsel_; }
+
+  // The VE's address without its prefix, from its status.
+  std::string address_of(const std::string& ve) {
+    auto s = k().status(ve);
+    std::string cidr = s["network"].value("address", "");
+    return cidr.substr(0, cidr.find('/'));
+  }
+  nlohmann::json network(const std::string& name) {
+    auto r = k().run({"network", "list", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r;
+    for (const auto& n : nlohmann::json::parse(r.out, nullptr, false))
+      if (n["name"] == name) return n;
+    return nlohmann::json();
+  }
+  // GET / from the host side of the test's namespace: a forked child enters it, connects and
+  // sends the whole response back through a pipe. Empty if nothing answered.
+  std::string http_get(const std::string& address, int port) const {
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) return {};
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::close(pipefd[0]);
+      enter_netns("/run/netns/" + netns_);
+      int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(static_cast<std::uint16_t>(port));
+      ::inet_pton(AF_INET, address.c_str(), &to.sin_addr);
+      if (::connect(sock, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) ::_exit(1);
+      const char request[] = "GET / HTTP/1.0\r\n\r\n";
+      if (::write(sock, request, sizeof request - 1) < 0) ::_exit(1);
+      char buf[4096];
+      for (ssize_t n; (n = ::read(sock, buf, sizeof buf)) > 0;)
+        if (::write(pipefd[1], buf, static_cast<size_t>(n)) != n) ::_exit(1);
+      ::_exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string response;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;)
+      response.append(buf, static_cast<size_t>(n));
+    ::close(pipefd[0]);
+    ::waitpid(child, nullptr, 0);
+    return response;
+  }
+  bool link_exists(const std::string& name) const {
+    return in_netns("ip link show " + name).exit_code == 0;
+  }
+
+  std::string netns_;
+  std::optional<Kapsel> kapsel_;
+};
+
+TEST_F(NetworkTest, TwoVesOnOneBridgeReachEachOtherAndTheGateway) {
+  ASSERT_EQ(k().run({"network", "create", "lab", "--subnet", "10.90.0.0/24"}).exit_code, 0);
+  ASSERT_TRUE(k().create_and_start("a", {"--network", "bridge:lab"}));
+  ASSERT_TRUE(k().create_and_start("b", {"--network", "bridge:lab", "--ip", "10.90.0.50"}));
+  EXPECT_EQ(address_of("a"), "10.90.0.2");
+  EXPECT_EQ(address_of("b"), "10.90.0.50");
+  // ICMP to the other VE and to the gateway (the bridge's address).
+  auto ping = k().sh("a", "ping -c1 -W2 10.90.0.50 && ping -c1 -W2 10.90.0.1");
+  EXPECT_EQ(ping.exit_code, 0) << ping;
+  // TCP: b serves one line with busybox nc; a reads it (retrying until the listener is up).
+  auto serve = k().sh("b", "(echo hello-from-b | nc -l -p 7000 >/dev/null) >/dev/null 2>&1 &");
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  auto fetch = k().sh("a",
+                      "for i in $(seq 50); do out=$(nc -w 2 10.90.0.50 7000 </dev/null) && "
+                      "[ -n \"$out\" ] && echo \"$out\" && exit 0; sleep 0.1; done; exit 1");
+  EXPECT_EQ(fetch.exit_code, 0) << fetch;
+  EXPECT_EQ(fetch.out, "hello-from-b\n");
+  // The VE knows itself by its address, and its eth0 has the MAC of its config.
+  EXPECT_NE(k().sh("a", "cat /etc/hosts").out.find("10.90.0.2\ta"), std::string::npos);
+  std::string mac = k().status("a")["network"]["mac"];
+  EXPECT_EQ(k().sh("a", "cat /sys/class/net/eth0/address").out, mac + "\n");
+}
+
+TEST_F(NetworkTest, ServiceInAVeIsReachableFromTheHostSideAtItsAddress) {
+  ASSERT_EQ(k().run({"network", "create", "web", "--subnet", "10.91.0.0/24"}).exit_code, 0);
+  ASSERT_TRUE(k().create_and_start("w", {"--network", "bridge:web"}));
+  auto serve = k().sh("w",
+                      "mkdir -p /www && echo served-by-w > /www/index.html && "
+                      "httpd -p 8080 -h /www");
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  std::string body;
+  ASSERT_TRUE(eventually([&] {
+    body = http_get(address_of("w"), 8080);
+    return !body.empty();
+  }));
+  EXPECT_NE(body.find(" 200 OK"), std::string::npos) << body;
+  EXPECT_NE(body.find("served-by-w"), std::string::npos) << body;
+}
+
+TEST_F(NetworkTest, PublishedPortReachesTheVeFromTheHostsLoopbackAndAddresses) {
+  ASSERT_EQ(in_netns("ip link add kpub0 type veth peer name kpub0p && "
+                     "ip addr add 192.0.2.1/24 dev kpub0 && ip link set kpub0 up")
+                .exit_code,
+            0);
+  ASSERT_TRUE(k().create_and_start(
+      "p", {"--network", "bridge", "--publish", "8080:80", "--publish", "127.0.0.1:9090:80"}));
+  auto serve = k().sh("p",
+                      "mkdir -p /www && echo published > /www/index.html && "
+                      "httpd -p 80 -h /www");
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  for (const auto& [address, port] : std::vector<std::pair<std::string, int>>{
+           {"127.0.0.1", 8080}, {"192.0.2.1", 8080}, {"127.0.0.1", 9090}, {address_of("p"), 80}}) {
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      body = http_get(address, port);
+      return !body.empty();
+    })) << address
+        << ":" << port;
+    EXPECT_NE(body.find("published"), std::string::npos) << address << ":" << port << body;
+  }
+  // 9090 was published on 127.0.0.1 only.
+  EXPECT_EQ(http_get("192.0.2.1", 9090), "");
+  auto st = k().status("p");
+  EXPECT_EQ(st["network"]["publish"].size(), 2u);
+  auto listed = k().run({"list"});
+  EXPECT_NE(listed.out.find("8080:80/tcp,127.0.0.1:9090:80/tcp"), std::string::npos) << listed;
+  EXPECT_NE(k().run({"status", "p"}).out.find("published:    8080:80/tcp"), std::string::npos);
+  // A port published by another VE, and one a socket holds, are refused.
+  auto again = k().run({"create", "p2", "--network", "bridge", "--publish", "8080:80"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("8080/tcp is already published"), std::string::npos) << again;
+}
+
+TEST_F(NetworkTest, FiftyVesGetDistinctAddressesStableAcrossRestart) {
+  std::set<std::string> addresses;
+  for (int i = 0; i < 50; ++i) {
+    auto c = k().run({"create", "v" + std::to_string(i), "--network", "bridge"});
+    ASSERT_EQ(c.exit_code, 0) << c;
+  }
+  for (const auto& ve : k().list()) {
+    EXPECT_EQ(ve["network"]["network"], "kapsel0");
+    addresses.insert(ve["network"]["address"].get<std::string>());
+  }
+  EXPECT_EQ(addresses.size(), 50u);
+  EXPECT_EQ(network("kapsel0")["leases"].size(), 50u);
+  // Once kapsel0 exists, bridge is the default.
+  ASSERT_EQ(k().run({"create", "dflt"}).exit_code, 0);
+  EXPECT_EQ(k().status("dflt")["network"]["mode"], "bridge");
+  // A few started, restarted: the same address on eth0 each time.
+  for (const char* ve : {"v0", "v7", "v49"}) {
+    std::string before = k().status(ve)["network"]["address"];
+    ASSERT_EQ(k().run({"start", ve}).exit_code, 0);
+    auto r = k().run({"restart", ve});
+    ASSERT_EQ(r.exit_code, 0) << r;
+    auto shown = k().sh(ve, "ip -4 -o addr show eth0");
+    EXPECT_NE(shown.out.find(before), std::string::npos) << shown;
+    EXPECT_EQ(k().status(ve)["network"]["address"], before);
+  }
+}
+
+TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
+  ASSERT_TRUE(k().create_and_start("x", {"--network", "bridge", "--publish", "8081:80"}));
+  std::string veth = net::host_veth_name("x");
+  EXPECT_TRUE(link_exists(veth));
+  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth + "-pre"), std::string::npos);
+  ASSERT_EQ(k().run({"stop", "x"}).exit_code, 0);
+  EXPECT_FALSE(link_exists(veth));
+  EXPECT_EQ(in_netns("nft list table ip kapsel").out.find(veth), std::string::npos);
+  EXPECT_TRUE(network("kapsel0")["leases"].contains("x"));  // kept while the VE exists
+  ASSERT_EQ(k().run({"destroy", "x"}).exit_code, 0);
+  EXPECT_FALSE(network("kapsel0")["leases"].contains("x"));
+
+  // A monitor killed outright cannot clean up; gc does.
+  ASSERT_TRUE(k().create_and_start("y", {"--network", "bridge", "--publish", "8082:80"}));
+  std::string veth_y = net::host_veth_name("y");
+  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth_y), std::string::npos);
+  int monitor = k().status("y")["monitor_pid"];
+  ASSERT_EQ(::kill(monitor, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(monitor); }));
+  auto gc = k().run({"gc"});
+  EXPECT_EQ(gc.exit_code, 0) << gc;
+  EXPECT_FALSE(link_exists(veth_y));
+  EXPECT_EQ(k().status("y")["state"], "stopped");
+  ASSERT_EQ(k().run({"destroy", "y"}).exit_code, 0);
+  EXPECT_TRUE(network("kapsel0")["leases"].empty());
+  EXPECT_EQ(in_netns("ip -o link show | grep -c \" kv\"").out, "0\n");
+  EXPECT_EQ(in_netns("nft list ruleset | grep -c kv").out, "0\n");
+}
+
+TEST_F(NetworkTest, VesOnDifferentBridgesDoNotReachEachOtherEvenWhenTheHostForwards) {
+  ASSERT_EQ(in_netns("echo 1 > /proc/sys/net/ipv4/ip_forward").exit_code, 0);
+  ASSERT_EQ(k().run({"network", "create", "red", "--subnet", "10.92.0.0/24"}).exit_code, 0);
+  ASSERT_EQ(k().run({"network", "create", "blue", "--subnet", "10.93.0.0/24"}).exit_code, 0);
+  ASSERT_TRUE(k().create_and_start("r", {"--network", "bridge:red"}));
+  ASSERT_TRUE(k().create_and_start("bl", {"--network", "bridge:blue"}));
+  EXPECT_EQ(k().sh("r", "ping -c1 -W2 10.92.0.1").exit_code, 0);
+  EXPECT_NE(k().sh("r", "ping -c1 -W1 " + address_of("bl")).exit_code, 0);
+  EXPECT_NE(k().sh("bl", "ping -c1 -W1 " + address_of("r")).exit_code, 0);
+}
+
+TEST_F(NetworkTest, NoneAndHostModes) {
+  ASSERT_TRUE(k().create_and_start("n", {"--network", "none"}));
+  EXPECT_EQ(k().sh("n", "ls /sys/class/net").out, "lo\n");
+  auto host_mode = k().run({"create", "h", "--network", "host"});
+  ASSERT_EQ(host_mode.exit_code, 0) << host_mode;
+  EXPECT_NE(host_mode.err.find("warning"), std::string::npos);
+  ASSERT_EQ(k().run({"start", "h"}).exit_code, 0);
+  // The test's namespace: a link made there is seen from inside.
+  ASSERT_EQ(in_netns("ip link add kdummy0 type veth peer name kdummy0p").exit_code, 0);
+  EXPECT_NE(k().sh("h", "ls /sys/class/net").out.find("kdummy0"), std::string::npos);
+}
+
+TEST_F(NetworkTest, BadInputsGetOneLineAndChangeNothing) {
+  ASSERT_EQ(k().run({"network", "create", "lab", "--subnet", "10.94.0.0/24"}).exit_code, 0);
+  ASSERT_EQ(k().run({"create", "keep", "--network", "bridge:lab", "--ip", "10.94.0.9"}).exit_code,
+            0);
+  auto before = k().run({"network", "list", "--json"}).out;
+  // A port that a process of the test's namespace listens on (killed at the end: it would
+  // outlive the namespace's name).
+  auto listener = in_netns("busybox nc -l -p 7777 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3");
+  ASSERT_EQ(listener.exit_code, 0);
+  pid_t listener_pid = std::stoi(listener.out);
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;  // what the one line must mention
+  };
+  std::vector<Case> cases = {
+      {{"create", "e1", "--network", "bridge:lab", "--ip", "10.95.0.5"}, "10.95.0.5"},
+      {{"create", "e2", "--network", "bridge:lab", "--ip", "10.94.0.9"}, "10.94.0.9"},
+      {{"create", "e3", "--network", "bridge:lab", "--ip", "not-an-ip"}, "not-an-ip"},
+      {{"create", "e4", "--network", "bridge:nosuch"}, "nosuch"},
+      {{"create", "e5", "--network", "wifi"}, "wifi"},
+      {{"create", "e6", "--network", "none", "--ip", "10.94.0.7"}, "10.94.0.7"},
+      {{"network", "create", "lab2", "--subnet", "10.94.0.128/25"}, "overlaps network lab"},
+      {{"network", "create", "lab3", "--subnet", "10.96.0.0/33"}, "10.96.0.0/33"},
+      {{"network", "create", "lab", "--subnet", "10.97.0.0/24"}, "lab"},
+      {{"network", "remove", "nosuch"}, "nosuch"},
+      {{"network", "remove", "lab"}, "in use by VE keep"},
+      {{"create", "e7", "--network", "bridge:lab", "--publish", "80"}, "'80'"},
+      {{"create", "e8", "--network", "bridge:lab", "--publish", "8080:80/sctp"}, "8080:80/sctp"},
+      {{"create", "e9", "--network", "none", "--publish", "8080:80"}, "8080:80"},
+      {{"create", "e10", "--network", "bridge:lab", "--publish", "7777:80"}, "7777/tcp"},
+  };
+  for (const auto& c : cases) {
+    auto r = k().run(c.args);
+    EXPECT_NE(r.exit_code, 0) << r;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << r;
+  }
+  EXPECT_EQ(k().run({"network", "list", "--json"}).out, before);
+  EXPECT_EQ(k().list().size(), 1u);
+  ::kill(listener_pid, SIGKILL);
+}
+
+TEST_F(NetworkTest, SubnetOverlappingAHostRouteIsRefused) {
+  ASSERT_EQ(in_netns("ip link add kdummy1 type veth peer name kdummy1p && ip addr add 10.98.0.1/16 "
+                     "dev kdummy1 && "
+                     "ip link set kdummy1 up")
+                .exit_code,
+            0);
+  auto r = k().run({"network", "create", "clash", "--subnet", "10.98.5.0/24"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("overlaps the host's route 10.98.0.0/16 on kdummy1"), std::string::npos)
+      << r;
+}
+
+}  // namespace
+}  // namespace kapsel::testing
