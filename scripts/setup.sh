@@ -16,8 +16,8 @@ packages=(
   busybox-static uidmap
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
-  # the established tools the benchmark compares kapsel with
-  packages+=(runc lxc bubblewrap)
+  # the established tools the benchmarks compare kapsel with, and what they measure with
+  packages+=(runc lxc bubblewrap iperf3 jq)
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
