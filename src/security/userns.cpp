@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fts.h>
 #include <pwd.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -294,6 +295,49 @@ int become_namespace_root() noexcept {
       ::syscall(SYS_setresuid, 0, 0, 0) != 0)
     return errno;
   return 0;
+}
+
+Status remove_as_namespace_root(const std::string& path, const store::UsernsConfig& map) {
+  const std::string what = "removing " + path + " in a user namespace of the VE's ids";
+  if (!fs::exists(path)) return {};
+  int ready_pipe[2], go_pipe[2];
+  if (::pipe2(ready_pipe, O_CLOEXEC) != 0) return errno_fail(what);
+  UniqueFd ready_read(ready_pipe[0]), ready_write(ready_pipe[1]);
+  if (::pipe2(go_pipe, O_CLOEXEC) != 0) return errno_fail(what);
+  UniqueFd go_read(go_pipe[0]), go_write(go_pipe[1]);
+  // A child makes the namespace, the parent has it mapped (newuidmap wants another process to
+  // do it), then the child removes the tree as its root. kapsel is single-threaded, so the
+  // forked child may allocate.
+  pid_t child = ::fork();
+  if (child < 0) return errno_fail(what + ": forking");
+  if (child == 0) {
+    ready_read.reset();
+    go_write.reset();
+    char byte = ::unshare(CLONE_NEWUSER) == 0 ? 'u' : 'e';
+    int err = errno;
+    (void)!::write(ready_write.get(), &byte, 1);
+    if (byte != 'u') ::_exit(err);
+    if (::read(go_read.get(), &byte, 1) != 1) ::_exit(ECANCELED);
+    if (int e = become_namespace_root(); e != 0) ::_exit(e);
+    auto removed = fs::remove_tree(path);
+    ::_exit(removed ? 0 : (removed.error().code ? removed.error().code : EIO));
+  }
+  ready_write.reset();
+  go_read.reset();
+  char byte = 0;
+  Status mapped = ::read(ready_read.get(), &byte, 1) == 1 && byte == 'u'
+                      ? write_id_maps(child, map)
+                      : fail(ErrorKind::failure, what + ": the child made no user namespace");
+  if (mapped) (void)!::write(go_write.get(), "g", 1);
+  go_write.reset();
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) return errno_fail(what + ": waiting for the child");
+  }
+  if (!mapped) return tl::unexpected(mapped.error().context(what));
+  if (!WIFEXITED(status)) return fail(ErrorKind::failure, what + ": the child was killed");
+  if (int code = WEXITSTATUS(status); code != 0) return sys_fail(code, what);
+  return {};
 }
 
 Status map_user_namespace(pid_t pid, const store::UsernsConfig& map, int lower_tree) {

@@ -114,6 +114,12 @@ class RangeTable {
 // returns 0 or an errno.
 [[nodiscard]] int become_namespace_root() noexcept;
 
+// Removes the tree at `path` from inside a new user namespace mapped as a rootless VE's is
+// (`map.rootless`): there the user's subordinate ids, which own the files the VE's non-root
+// users wrote, are the namespace root's to remove, while the user itself may not.
+[[nodiscard]] Status remove_as_namespace_root(const std::string& path,
+                                              const store::UsernsConfig& map);
+
 // Changes the owner of everything under `path` (not following symlinks) from host ids to the
 // VE's mapped ids: host uid u becomes map.host_uid + u when u is within the map's size.
 [[nodiscard]] Status shift_ownership(const std::string& path, const store::UsernsConfig& map);

@@ -277,6 +277,17 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
   if (!running) return tl::unexpected(running.error());
   auto drv = driver_for(config);
   if (!drv) return tl::unexpected(drv.error());
+  // A rootless VE's private area also holds files of the user's subordinate ids (written by
+  // the VE's other users), which only the root of a namespace mapping them may remove.
+  auto remove_files = [&]() -> Status {
+    if (config.security.userns && config.security.userns->rootless) {
+      if (auto st = security::remove_as_namespace_root(store_.ve_dir(name) + "/private",
+                                                       *config.security.userns);
+          !st)
+        return st;
+    }
+    return store_.remove_ve(name);
+  };
   if (*running) {
     if (!force)
       return fail(ErrorKind::state,
@@ -286,14 +297,14 @@ Status Lifecycle::destroy(const std::string& name, bool force) {
     // journalling file system each directory freed costs a fraction of a millisecond.
     std::optional<Status> removed;
     driver::StopOptions kill{.timeout_seconds = 0, .kill = true, .once_down = {}};
-    kill.once_down = [&] { removed = store_.remove_ve(name); };
+    kill.once_down = [&] { removed = remove_files(); };
     KAPSEL_TRY((*drv)->stop(config, **running, kill), "destroying VE " + name);
     if (removed && !*removed)
       return tl::unexpected(removed->error().context("destroying VE " + name));
-    if (!removed) KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
+    if (!removed) KAPSEL_TRY(remove_files(), "destroying VE " + name);
   } else {
     KAPSEL_TRY((*drv)->cleanup(config), "destroying VE " + name);
-    KAPSEL_TRY(store_.remove_ve(name), "destroying VE " + name);
+    KAPSEL_TRY(remove_files(), "destroying VE " + name);
   }
   if (config.security.userns && !config.security.userns->rootless)
     KAPSEL_TRY(userns_ranges().release(name), "destroying VE " + name);

@@ -269,6 +269,12 @@ TEST_F(UsernsRootlessTest, ANonRootUserRunsABusyboxVeEndToEnd) {
   EXPECT_NE(limited.exit_code, 0) << limited;
   EXPECT_NE(limited.err.find("run kapsel as root to limit a VE"), std::string::npos) << limited;
 
+  // A file of another of the VE's users: on disk one of the user's subordinate ids, which the
+  // user itself may not remove, yet destroy must (from inside a namespace that maps it).
+  auto chowned = as_user({"exec", "r", "--", "sh", "-c",
+                          "mkdir -p /home/u && echo y > /home/u/f && chown -R 1000:1000 /home/u && "
+                          "chmod 700 /home/u"});
+  EXPECT_EQ(chowned.exit_code, 0) << chowned;
   auto stop = as_user({"stop", "r"});
   EXPECT_EQ(stop.exit_code, 0) << stop;
   EXPECT_FALSE(process_alive(init));
