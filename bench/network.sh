@@ -21,31 +21,26 @@ runs=5
 seconds=5
 setup=1
 
-die() {
-  echo "bench: $*" >&2
-  exit 1
-}
-log() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 
 while (($#)); do
   case "$1" in
     --runs) runs=${2:?--runs needs a number}; shift ;;
     --seconds) seconds=${2:?--seconds needs a number}; shift ;;
     --no-setup) setup=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    -h | --help) show_help ;;
+    *) bad_argument "$1" ;;
   esac
   shift
 done
-[[ $(id -u) -eq 0 ]] || die "run as root: the benchmark makes a network namespace and VEs"
+require_root "the benchmark makes a network namespace and VEs"
 
 if ((setup)); then
   log "installing what is missing and building kapsel"
   "$repo/scripts/setup.sh" --with-bench >&2
 fi
-kapsel=$repo/build/kapsel
-bench=$repo/build/kapsel-bench
-[[ -x $kapsel && -x $bench ]] || die "$kapsel or $bench is missing: build with scripts/setup.sh"
+find_build
 for tool in iperf3 jq nsenter ip; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/setup.sh --with-bench)"
 done

@@ -20,22 +20,19 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 ves=20
 reads=2000
 setup=1
-die() {
-  echo "bench: $*" >&2
-  exit 1
-}
-log() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 while (($#)); do
   case "$1" in
     --ves) ves=${2:?--ves needs a number}; shift ;;
     --reads) reads=${2:?--reads needs a number}; shift ;;
     --no-setup) setup=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    -h | --help) show_help ;;
+    *) bad_argument "$1" ;;
   esac
   shift
 done
-[[ $(id -u) -eq 0 ]] || die "run as root"
+require_root "the benchmark makes VEs, mounts and cgroups"
 if ((setup)); then
   "$repo/scripts/setup.sh" >&2
   command -v lxcfs >/dev/null ||

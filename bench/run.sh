@@ -22,12 +22,8 @@ warmup=5
 json=0
 save=""
 setup=1
-
-die() {
-  echo "bench: $*" >&2
-  exit 1
-}
-log() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 
 while (($#)); do
   case "$1" in
@@ -36,13 +32,13 @@ while (($#)); do
     --warmup) warmup=${2:?--warmup needs a number}; shift ;;
     --save) save=${2:?--save needs a file}; shift ;;
     --no-setup) setup=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (see --help)" ;;
+    -h | --help) show_help ;;
+    *) bad_argument "$1" ;;
   esac
   shift
 done
 
-[[ $(id -u) -eq 0 ]] || die "run as root: every tool here creates namespaces, mounts and cgroups"
+require_root "every tool here creates namespaces, mounts and cgroups"
 
 # Progress goes to stderr throughout, so that stdout carries only the report (--json pipes).
 if ((setup)); then
@@ -54,10 +50,7 @@ if ((setup)); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null
   fi
 fi
-kapsel=$repo/build/kapsel
-bench=$repo/build/kapsel-bench
-[[ -x $kapsel && -x $bench ]] ||
-  die "$kapsel or $bench is missing: build with scripts/setup.sh (or drop --no-setup)"
+find_build
 for tool in runc lxc-execute bwrap jq; do
   command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install runc lxc bubblewrap jq)"
 done
