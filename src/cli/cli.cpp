@@ -74,6 +74,23 @@ Status require_root(const CLI::App& app) {
       "destroy, list and status)");
 }
 
+// The flags `create` and `run` share, into the new VE's options; warns of --network host, which
+// weakens the VE's isolation.
+Status fill_options(ve::CreateOptions& options, const LimitFlags& limits,
+                    const SecurityFlags& security, const NetworkFlags& network) {
+  auto parsed_limits = limits.parse();
+  if (!parsed_limits) return tl::unexpected(parsed_limits.error());
+  options.limits = *parsed_limits;
+  auto parsed_security = security.parse();
+  if (!parsed_security) return tl::unexpected(parsed_security.error());
+  options.security = *parsed_security;
+  options.network_mode = network.mode;
+  options.ip = network.ip;
+  options.publish = network.publish;
+  if (network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
+  return {};
+}
+
 // Shows template build/import progress on a terminal; a pipe or log gets one line per phase.
 image::ProgressFn progress_printer(bool quiet) {
   if (quiet) return {};
@@ -313,16 +330,8 @@ int run(int argc, char** argv) {
       "  kapsel create web3 --network bridge --ip 10.88.0.10");
   create->callback([&] {
     action = [&] {
-      auto limits = create_limits.parse();
-      if (!limits) return report(limits.error());
-      create_opts.limits = *limits;
-      auto security = create_security.parse();
-      if (!security) return report(security.error());
-      create_opts.security = *security;
-      create_opts.network_mode = create_network.mode;
-      create_opts.ip = create_network.ip;
-      create_opts.publish = create_network.publish;
-      if (create_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
+      if (auto st = fill_options(create_opts, create_limits, create_security, create_network); !st)
+        return report(st.error());
       auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
       if (!c) return report(c.error());
       if (g.json) {
@@ -484,16 +493,8 @@ int run(int argc, char** argv) {
                 .value());
       }
       exec_req.argv = args;
-      auto limits = run_limits.parse();
-      if (!limits) return report(limits.error());
-      run_opts.limits = *limits;
-      auto security = run_security.parse();
-      if (!security) return report(security.error());
-      run_opts.security = *security;
-      run_opts.network_mode = run_network.mode;
-      run_opts.ip = run_network.ip;
-      run_opts.publish = run_network.publish;
-      if (run_network.mode == "host") std::fprintf(stderr, "%s\n", kHostNetworkWarning);
+      if (auto st = fill_options(run_opts, run_limits, run_security, run_network); !st)
+        return report(st.error());
       return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
     };
   });
