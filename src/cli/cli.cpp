@@ -21,6 +21,7 @@
 #include "image/template.hpp"
 #include "net/bridge_network.hpp"
 #include "net/network_store.hpp"
+#include "net/ve_network.hpp"
 #include "procfs/procfs_service.hpp"
 #include "security/userns.hpp"
 #include "store/store.hpp"
@@ -744,8 +745,8 @@ int run(int argc, char** argv) {
   network_remove->add_option("name", name, "Network name")->required();
   network_remove->callback([&] {
     action = [&] {
-      if (auto st = networks().remove(name); !st) return report(st.error());
-      if (auto st = net::remove_bridge(name); !st) return report(st.error());
+      auto store = networks();
+      if (auto st = net::remove_network(store, name); !st) return report(st.error());
       say("removed network " + name);
       return int(kExitOk);
     };

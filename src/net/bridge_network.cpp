@@ -47,7 +47,7 @@ std::string host_veth_name(std::string_view ve) {
   return name;
 }
 
-Status attach_ve(const std::string& ve, const store::NetworkConfig& config, int netns_fd) {
+Result<bool> attach_ve(const std::string& ve, const store::NetworkConfig& config, int netns_fd) {
   auto address = parse_cidr(config.address);
   auto gateway = parse_address(config.gateway);
   auto mac = parse_mac(config.mac);
@@ -57,7 +57,8 @@ Status attach_ve(const std::string& ve, const store::NetworkConfig& config, int 
   if (!sock) return tl::unexpected(sock.error());
   // The bridge is made here rather than by `network create`: a host reboot removes it, and
   // the first VE to start brings it back.
-  KAPSEL_TRY(ensure_bridge(*sock, config.network), "bridge " + config.network);
+  auto made = ensure_bridge(*sock, config.network);
+  if (!made) return tl::unexpected(made.error().context("bridge " + config.network));
   auto bridge = link_index(*sock, config.network);
   if (!bridge) return tl::unexpected(bridge.error());
   KAPSEL_TRY(add_address(*sock, *bridge, Cidr{*gateway, address->prefix}),
@@ -70,7 +71,7 @@ Status attach_ve(const std::string& ve, const store::NetworkConfig& config, int 
     (void)delete_link(*sock, pair.host_name);
     return tl::unexpected(configured.error().context("configuring the VE's eth0"));
   }
-  return {};
+  return *made;
 }
 
 Status detach_ve(const std::string& ve) {

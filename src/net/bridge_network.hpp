@@ -18,9 +18,10 @@ namespace kapsel::net {
 // Makes bridge `network` with the VE network's gateway address (`config.gateway`, with the
 // prefix of `config.address`), up; what already exists is kept. Then the VE's veth pair, its
 // end in the network namespace open as `netns_fd` as eth0 with its MAC and address, and the
-// default route via the gateway. On failure the veth pair is removed again.
-[[nodiscard]] Status attach_ve(const std::string& ve, const store::NetworkConfig& config,
-                               int netns_fd);
+// default route via the gateway. On failure the veth pair is removed again. True if the bridge
+// was made now (so its network's nftables rules are to be made too).
+[[nodiscard]] Result<bool> attach_ve(const std::string& ve, const store::NetworkConfig& config,
+                                     int netns_fd);
 
 // Removes the VE's veth pair, if it is there (the kernel removes it by itself when the VE's
 // namespace goes, but not always before the next start).

@@ -30,14 +30,15 @@ void put_link_kind(nlmsghdr* nlh, const char* kind) {
 
 }  // namespace
 
-Status ensure_bridge(NetlinkSocket& sock, const std::string& name) {
+Result<bool> ensure_bridge(NetlinkSocket& sock, const std::string& name) {
   NetlinkMessage msg = new_link_message(name);
   nlattr* info = mnl_attr_nest_start(msg.header(), IFLA_LINKINFO);
   put_link_kind(msg.header(), "bridge");
   mnl_attr_nest_end(msg.header(), info);
   auto made = sock.request(msg, "creating bridge " + name);
-  if (!made && made.error().code == EEXIST) return {};
-  return made;
+  if (!made && made.error().code == EEXIST) return false;
+  if (!made) return tl::unexpected(made.error());
+  return true;
 }
 
 NetlinkMessage veth_message(const VethPair& pair, int bridge_index) {

@@ -14,7 +14,8 @@ namespace kapsel::net {
 using MacAddress = std::array<std::uint8_t, 6>;
 
 // Creates bridge `name`, up. A bridge of that name that already exists is left as it is.
-[[nodiscard]] Status ensure_bridge(NetlinkSocket& sock, const std::string& name);
+// True if it was made now (the first VE on the network since the host booted).
+[[nodiscard]] Result<bool> ensure_bridge(NetlinkSocket& sock, const std::string& name);
 
 // A veth pair: `host_name` stays in the socket's namespace, enslaved to bridge `bridge` and up;
 // its peer is created directly in the network namespace open as `peer_netns_fd`, named

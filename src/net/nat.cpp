@@ -1,5 +1,7 @@
 #include "net/nat.hpp"
 
+#include <span>
+
 #include "common/fs.hpp"
 #include "net/bridge_network.hpp"
 #include "net/nft.hpp"
@@ -13,44 +15,89 @@ struct ChainHook {
   const char* hook;
   const char* priority;
 };
-// DNAT before routing (from other hosts) and on output (from the host itself, loopback
-// included); masquerade after routing.
-// And the filter on forwarded traffic.
-constexpr ChainHook kChains[] = {{"-pre", "nat", "prerouting", "dstnat"},
-                                 {"-out", "nat", "output", "-100"},
-                                 {"-post", "nat", "postrouting", "srcnat"},
-                                 {"-fwd", "filter", "forward", "filter"}};
+// A VE's: DNAT before routing (from other hosts) and on output (from the host itself, loopback
+// included); after routing, the masquerade of the host's loopback towards it.
+constexpr ChainHook kVeChains[] = {{"-pre", "nat", "prerouting", "dstnat"},
+                                   {"-out", "nat", "output", "-100"},
+                                   {"-post", "nat", "postrouting", "srcnat"}};
+// A network's: masquerade after routing, and the filter on forwarded traffic.
+constexpr ChainHook kNetworkChains[] = {{"-post", "nat", "postrouting", "srcnat"},
+                                        {"-fwd", "filter", "forward", "filter"}};
 
-std::string chain_decl(const std::string& ve, const ChainHook& c) {
-  return "add chain inet " + std::string(kNftTable) + " " + host_veth_name(ve) + c.suffix +
-         " { type " + c.type + " hook " + c.hook + " priority " + c.priority +
-         "; policy accept; }\n";
+// Network chains are "net-" and the network's name; VE chains "kv" and 12 hex digits, which a
+// network name cannot be mistaken for once prefixed.
+std::string network_chain_base(const std::string& network) {
+  return "net-" + network;
 }
 
-}  // namespace
+std::string table() {
+  return "inet " + std::string(kNftTable);
+}
 
-std::string ve_nat_removal(const std::string& ve) {
-  std::string cmds = "add table inet " + std::string(kNftTable) + "\n";
-  for (const auto& c : kChains) {
-    std::string chain = host_veth_name(ve) + c.suffix;
-    cmds += chain_decl(ve, c);
-    cmds += "flush chain inet " + std::string(kNftTable) + " " + chain + "\n";
-    cmds += "delete chain inet " + std::string(kNftTable) + " " + chain + "\n";
+std::string chain_decl(const std::string& base, const ChainHook& c) {
+  return "add chain " + table() + " " + base + c.suffix + " { type " + c.type + " hook " + c.hook +
+         " priority " + c.priority + "; policy accept; }\n";
+}
+
+std::string chains_removal(const std::string& base, std::span<const ChainHook> chains) {
+  std::string cmds = "add table " + table() + "\n";
+  for (const auto& c : chains) {
+    cmds += chain_decl(base, c);
+    cmds += "flush chain " + table() + " " + base + c.suffix + "\n";
+    cmds += "delete chain " + table() + " " + base + c.suffix + "\n";
   }
   return cmds;
 }
 
+// Replaces the chains: whatever was there goes in the same transaction.
+std::string chains_renewal(const std::string& base, std::span<const ChainHook> chains) {
+  std::string cmds = chains_removal(base, chains);
+  for (const auto& c : chains) cmds += chain_decl(base, c);
+  return cmds;
+}
+
+const char* family_of(const IpAddress& a) {
+  return a.family == AF_INET6 ? "ip6" : "ip";
+}
+
+}  // namespace
+
+std::string network_nat_removal(const std::string& network) {
+  return chains_removal(network_chain_base(network), kNetworkChains);
+}
+
+std::string network_nat_rules(const NetworkNat& nat) {
+  std::string base = network_chain_base(nat.name);
+  std::string cmds = chains_renewal(base, kNetworkChains);
+  std::string rule = "add rule " + table() + " " + base;
+  std::string family = family_of(nat.subnet.address);
+  std::string subnet = Cidr{nat.subnet.network(), nat.subnet.prefix}.to_string();
+  // The VEs' own traffic leaving their subnet (for an IPv6 ULA subnet too, as behind one host
+  // address).
+  cmds += rule + "-post " + family + " saddr " + subnet + " " + family + " daddr != " + subnet +
+          " masquerade\n";
+  std::string others;
+  for (const auto& n : nat.other_networks) {
+    if (n.address.family == nat.subnet.address.family)
+      others += (others.empty() ? "" : ", ") + n.to_string();
+  }
+  if (!others.empty())
+    cmds += rule + "-fwd " + family + " saddr " + subnet + " " + family + " daddr { " + others +
+            " } drop\n";
+  return cmds;
+}
+
+std::string ve_nat_removal(const std::string& ve) {
+  return chains_removal(host_veth_name(ve), kVeChains);
+}
+
 std::string ve_nat_rules(const VeNat& nat) {
-  std::string cmds = ve_nat_removal(nat.ve);
-  for (const auto& c : kChains) cmds += chain_decl(nat.ve, c);
-  std::string rule = "add rule inet " + std::string(kNftTable) + " " + host_veth_name(nat.ve);
+  std::string cmds = chains_renewal(host_veth_name(nat.ve), kVeChains);
+  std::string rule = "add rule " + table() + " " + host_veth_name(nat.ve);
   bool v6 = nat.address.address.family == AF_INET6;
-  // The table is `inet`, for both families: each rule names the VE's (ip or ip6), and the
-  // NAT statements say which family's address they write.
-  std::string family = v6 ? "ip6" : "ip";
+  std::string family = family_of(nat.address.address);
   std::string ve_ip = nat.address.address.to_string();
   std::string ve_target = v6 ? "[" + ve_ip + "]" : ve_ip;
-  std::string subnet = Cidr{nat.address.network(), nat.address.prefix}.to_string();
   for (const auto& p : nat.publish) {
     // A published port of the other family cannot reach the VE (there is no NAT between
     // families); assign_network refuses such a host address, so none is here.
@@ -63,22 +110,21 @@ std::string ve_nat_rules(const VeNat& nat) {
     cmds += rule + "-pre " + dnat;
     cmds += rule + "-out " + dnat;
   }
-  // The VE's own traffic leaving its subnet; and connections from the host's IPv4 loopback to
-  // its published ports, which would otherwise reach it with a source of 127.0.0.1 it cannot
-  // answer. (IPv6 has no such path: the kernel never routes ::1 out of an interface.)
-  cmds += rule + "-post " + family + " saddr " + ve_ip + " " + family + " daddr != " + subnet +
-          " masquerade\n";
+  // Connections from the host's IPv4 loopback to its published ports would reach it with a
+  // source of 127.0.0.1 it cannot answer. (IPv6 has no such path: the kernel never routes ::1
+  // out of an interface.)
   if (!nat.publish.empty() && !v6)
     cmds += rule + "-post ip saddr 127.0.0.0/8 ip daddr " + ve_ip + " masquerade\n";
-  std::string others;
-  for (const auto& n : nat.other_networks) {
-    if (n.address.family == nat.address.address.family)
-      others += (others.empty() ? "" : ", ") + n.to_string();
-  }
-  if (!others.empty())
-    cmds += rule + "-fwd " + family + " saddr " + ve_ip + " " + family + " daddr { " + others +
-            " } drop\n";
   return cmds;
+}
+
+Status apply_network_nat(const NetworkNat& nat) {
+  return with_context(run_nft(network_nat_rules(nat)), "setting up NAT for network " + nat.name);
+}
+
+Status remove_network_nat(const std::string& network) {
+  return with_context(run_nft(network_nat_removal(network)),
+                      "removing the NAT rules of network " + network);
 }
 
 Status apply_ve_nat(const VeNat& nat) {
@@ -93,11 +139,10 @@ Status remove_ve_nat(const std::string& ve) {
   return with_context(run_nft(ve_nat_removal(ve)), "removing the NAT rules of VE " + ve);
 }
 
-Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config,
-                        const std::vector<Cidr>& other_networks) {
+Result<VeNat> ve_nat_of(const std::string& ve, const store::NetworkConfig& config) {
   auto address = parse_cidr(config.address);
   if (!address) return fail(ErrorKind::failure, "the network config of VE " + ve + " is damaged");
-  VeNat nat{ve, config.network, *address, {}, other_networks};
+  VeNat nat{ve, config.network, *address, {}};
   for (const auto& text : config.publish) {
     auto spec = parse_publish(text);
     if (!spec) return tl::unexpected(spec.error());

@@ -1,5 +1,6 @@
 #include "net/ve_network.hpp"
 
+#include "common/trace.hpp"
 #include "net/bridge_network.hpp"
 #include "net/link.hpp"
 #include "net/nat.hpp"
@@ -71,17 +72,36 @@ Result<store::NetworkConfig> assign_network(NetworkStore& networks, const std::s
   return config;
 }
 
+// The network's own rules (masquerade, isolation), made when its bridge is: at the first start
+// of a VE on it since the host booted. The other networks are those in the store now.
+static Status set_up_network_nat(const NetworkStore& networks, const std::string& name) {
+  auto all = networks.list();
+  if (!all) return tl::unexpected(all.error());
+  NetworkNat nat{name, {}, {}};
+  bool found = false;
+  for (const auto& n : *all) {
+    if (n.name == name) {
+      nat.subnet = n.subnet;
+      found = true;
+    } else {
+      nat.other_networks.push_back(n.subnet);
+    }
+  }
+  if (!found) return fail(ErrorKind::not_found, "no network named '" + name + "'");
+  return apply_network_nat(nat);
+}
+
 Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
                          const store::NetworkConfig& config, int netns_fd) {
-  auto all = networks.list();
-  if (!all) return tl::unexpected(all.error().context("network"));
-  std::vector<Cidr> others;
-  for (const auto& n : *all) {
-    if (n.name != config.network) others.push_back(n.subnet);
+  auto bridge_made = attach_ve(ve, config, netns_fd);
+  if (!bridge_made) return tl::unexpected(bridge_made.error().context("network"));
+  trace::point("network: veth up");
+  Status applied;
+  if (*bridge_made) applied = set_up_network_nat(networks, config.network);
+  if (applied && !config.publish.empty()) {
+    auto nat = ve_nat_of(ve, config);
+    applied = nat ? apply_ve_nat(*nat) : Status(tl::unexpected(nat.error()));
   }
-  KAPSEL_TRY(attach_ve(ve, config, netns_fd), "network");
-  auto nat = ve_nat_of(ve, config, others);
-  Status applied = nat ? apply_ve_nat(*nat) : Status(tl::unexpected(nat.error()));
   if (!applied) {
     (void)detach_ve(ve);
     return tl::unexpected(applied.error().context("network"));
@@ -92,8 +112,18 @@ Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
 Status tear_down_ve_network(const std::string& ve, const store::NetworkConfig& config) {
   if (!config.is_bridge()) return {};
   Status detached = detach_ve(ve);
-  Status unnatted = remove_ve_nat(ve);
+  // Only a VE with published ports has chains of its own.
+  Status unnatted = config.publish.empty() ? Status{} : remove_ve_nat(ve);
   return detached ? unnatted : detached;
+}
+
+Status remove_network(NetworkStore& networks, const std::string& name) {
+  if (auto st = networks.remove(name); !st) return st;
+  // The store entry is gone first, so a VE cannot be created on the network meanwhile; what is
+  // left of it in the kernel goes next (a failure here leaves only kernel state that a later
+  // network of the same name replaces).
+  KAPSEL_TRY(remove_bridge(name), "removing bridge " + name);
+  return remove_network_nat(name);
 }
 
 Status release_network(NetworkStore& networks, const std::string& ve,

@@ -21,13 +21,18 @@ namespace kapsel::net {
     const std::vector<std::string>& publish, const std::vector<std::string>& published_elsewhere);
 
 // At every start, by the monitor (bridge mode): the veth pair, eth0 in the VE's network
-// namespace (open as `netns_fd`) and the VE's nftables rules, which isolate it from the other
-// networks of `networks`; rolled back on failure.
+// namespace (open as `netns_fd`) and, for published ports, the VE's nftables rules; the first VE
+// since the host booted also makes the bridge and the network's rules (masquerade, and
+// isolation from the other networks of `networks`). Rolled back on failure.
 [[nodiscard]] Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
                                        const store::NetworkConfig& config, int netns_fd);
 // At every stop, and for a VE whose monitor died: its veth pair and NAT rules go.
 [[nodiscard]] Status tear_down_ve_network(const std::string& ve,
                                           const store::NetworkConfig& config);
+
+// `network remove`: the network (refused while a VE holds a lease on it), its bridge and its
+// nftables rules.
+[[nodiscard]] Status remove_network(NetworkStore& networks, const std::string& name);
 
 // Gives the VE's lease back (bridge mode); anything else has nothing to give back.
 [[nodiscard]] Status release_network(NetworkStore& networks, const std::string& ve,

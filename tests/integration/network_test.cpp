@@ -239,7 +239,7 @@ TEST_F(NetworkTest, Ipv6NetworkOnTheSameModelWithNatAndPublishedPorts) {
   }
   EXPECT_EQ(http_get("fd00:88::1", 9090), "") << "9090 was published on fd00:99::1 only";
   auto rules = in_netns("nft list table inet kapsel").out;
-  EXPECT_NE(rules.find("ip6 saddr fd00:88::50 ip6 daddr != fd00:88::/64 masquerade"),
+  EXPECT_NE(rules.find("ip6 saddr fd00:88::/64 ip6 daddr != fd00:88::/64 masquerade"),
             std::string::npos)
       << rules;
   EXPECT_NE(k().run({"status", "b6"}).out.find("[fd00:99::1]:9090:80/tcp"), std::string::npos);
@@ -312,6 +312,56 @@ TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
   EXPECT_TRUE(network("kapsel0")["leases"].empty());
   EXPECT_EQ(in_netns("ip -o link show | grep -c \" kv\"").out, "0\n");
   EXPECT_EQ(in_netns("nft list ruleset | grep -c kv").out, "0\n");
+}
+
+TEST_F(NetworkTest, OutboundTrafficIsMasqueradedBehindTheHostsAddress) {
+  // An "outside" host in a namespace of its own, linked to the test's host side, with no route
+  // back to the VE's subnet: only a masqueraded packet gets an answer.
+  std::string outside = netns_ + "-out";
+  ASSERT_EQ(host("ip netns add " + outside).exit_code, 0);
+  struct Drop {
+    std::string name;
+    ~Drop() { (void)::system(("ip netns del " + name + " 2>/dev/null").c_str()); }
+  } drop{outside};
+  ASSERT_EQ(in_netns("echo 1 > /proc/sys/net/ipv4/ip_forward && "
+                     "ip link add kout0 type veth peer name kout0p netns " +
+                     outside + " && ip addr add 198.51.100.2/24 dev kout0 && ip link set kout0 up")
+                .exit_code,
+            0);
+  ASSERT_EQ(host("ip -n " + outside + " addr add 198.51.100.1/24 dev kout0p && ip -n " + outside +
+                 " link set kout0p up && ip -n " + outside + " link set lo up")
+                .exit_code,
+            0);
+  ASSERT_EQ(k().run({"network", "create", "lan", "--subnet", "10.95.0.0/24"}).exit_code, 0);
+  ASSERT_TRUE(k().create_and_start("m", {"--network", "bridge:lan"}));
+  auto ping = k().sh("m", "ping -c1 -W2 198.51.100.1");
+  EXPECT_EQ(ping.exit_code, 0) << ping;
+  // The rule is the network's: a VE without published ports has no chains of its own.
+  auto rules = in_netns("nft list table inet kapsel").out;
+  EXPECT_NE(rules.find("ip saddr 10.95.0.0/24 ip daddr != 10.95.0.0/24 masquerade"),
+            std::string::npos)
+      << rules;
+  EXPECT_EQ(rules.find(net::host_veth_name("m")), std::string::npos) << rules;
+}
+
+TEST_F(NetworkTest, ANetworksBridgeAndRulesComeBackAfterTheHostLostThem) {
+  ASSERT_EQ(k().run({"network", "create", "lab", "--subnet", "10.96.0.0/24"}).exit_code, 0);
+  ASSERT_TRUE(k().create_and_start("q", {"--network", "bridge:lab"}));
+  EXPECT_TRUE(link_exists("lab"));
+  EXPECT_NE(in_netns("nft list table inet kapsel").out.find("net-lab-post"), std::string::npos);
+  ASSERT_EQ(k().run({"stop", "q"}).exit_code, 0);
+  // What a reboot of the host does: no bridge and no rules, while the store still has both.
+  ASSERT_EQ(in_netns("ip link del lab && nft delete table inet kapsel").exit_code, 0);
+  ASSERT_EQ(k().run({"start", "q"}).exit_code, 0);
+  EXPECT_TRUE(link_exists("lab"));
+  EXPECT_NE(in_netns("nft list table inet kapsel").out.find("net-lab-post"), std::string::npos);
+  EXPECT_EQ(k().sh("q", "ping -c1 -W2 10.96.0.1").exit_code, 0);
+  // network remove takes the bridge and the rules with it, once no VE is on it.
+  ASSERT_EQ(k().run({"destroy", "--force", "q"}).exit_code, 0);
+  auto removed = k().run({"network", "remove", "lab"});
+  ASSERT_EQ(removed.exit_code, 0) << removed;
+  EXPECT_FALSE(link_exists("lab"));
+  EXPECT_EQ(in_netns("nft list table inet kapsel").out.find("net-lab"), std::string::npos);
 }
 
 TEST_F(NetworkTest, VesOnDifferentBridgesDoNotReachEachOtherEvenWhenTheHostForwards) {

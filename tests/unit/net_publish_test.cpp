@@ -57,8 +57,7 @@ TEST(NetNat, Ipv6VesGetIp6RulesInTheSameInetTable) {
   VeNat nat{"web6",
             "lab6",
             *parse_cidr("fd00:88::2/64"),
-            {*parse_publish("8080:80"), *parse_publish("[fd00:99::1]:9090:80")},
-            {*parse_cidr("10.89.0.0/24"), *parse_cidr("fd00:89::/64")}};
+            {*parse_publish("8080:80"), *parse_publish("[fd00:99::1]:9090:80")}};
   std::string rules = ve_nat_rules(nat);
   std::string chain = "add rule inet kapsel " + host_veth_name("web6");
   EXPECT_NE(rules.find(chain + "-pre meta nfproto ipv6 fib daddr type local tcp dport 8080 "
@@ -69,45 +68,56 @@ TEST(NetNat, Ipv6VesGetIp6RulesInTheSameInetTable) {
                                "[fd00:88::2]:80"),
             std::string::npos)
       << rules;
-  EXPECT_NE(rules.find(chain + "-post ip6 saddr fd00:88::2 ip6 daddr != fd00:88::/64 masquerade"),
-            std::string::npos);
-  // No loopback masquerade (::1 never leaves the host), and only IPv6 networks to isolate from.
-  EXPECT_EQ(rules.find("127.0.0.0/8"), std::string::npos) << rules;
-  EXPECT_NE(rules.find(chain + "-fwd ip6 saddr fd00:88::2 ip6 daddr { fd00:89::/64 } drop"),
-            std::string::npos)
-      << rules;
-  EXPECT_EQ(rules.find("10.89.0.0/24"), std::string::npos) << rules;
+  // No loopback masquerade: ::1 never leaves the host.
+  EXPECT_EQ(rules.find("masquerade"), std::string::npos) << rules;
 }
 
-TEST(NetNat, RulesLiveInTheVesOwnChainsOfKapselsTable) {
-  VeNat nat{"web1",
-            "kapsel0",
-            *parse_cidr("10.88.0.2/16"),
-            {*parse_publish("8080:80")},
-            {*parse_cidr("10.89.0.0/24"), *parse_cidr("10.90.0.0/24")}};
+TEST(NetNat, PublishedPortsLiveInTheVesOwnChainsOfKapselsTable) {
+  VeNat nat{"web1", "kapsel0", *parse_cidr("10.88.0.2/16"), {*parse_publish("8080:80")}};
   std::string rules = ve_nat_rules(nat);
   std::string chain = host_veth_name("web1");
   // Whatever was there is replaced in the same transaction.
   EXPECT_EQ(rules.rfind(ve_nat_removal("web1"), 0), 0u);
-  EXPECT_NE(
-      rules.find(
-          "add rule inet kapsel " + chain +
-          "-pre meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.88.0.2:80"),
-      std::string::npos)
+  EXPECT_NE(rules.find("add rule inet kapsel " + chain +
+                       "-pre meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to "
+                       "10.88.0.2:80"),
+            std::string::npos)
       << rules;
-  EXPECT_NE(
-      rules.find(
-          "add rule inet kapsel " + chain +
-          "-out meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.88.0.2:80"),
-      std::string::npos);
-  EXPECT_NE(rules.find(chain + "-post ip saddr 10.88.0.2 ip daddr != 10.88.0.0/16 masquerade"),
+  EXPECT_NE(rules.find("add rule inet kapsel " + chain +
+                       "-out meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to "
+                       "10.88.0.2:80"),
             std::string::npos);
   EXPECT_NE(rules.find(chain + "-post ip saddr 127.0.0.0/8 ip daddr 10.88.0.2 masquerade"),
             std::string::npos);
-  EXPECT_NE(rules.find(chain + "-fwd ip saddr 10.88.0.2 ip daddr { 10.89.0.0/24, 10.90.0.0/24 } "
-                               "drop"),
+  // Outbound NAT and isolation are the network's, not the VE's.
+  EXPECT_EQ(rules.find("-fwd"), std::string::npos) << rules;
+  EXPECT_EQ(rules.find("10.88.0.0/16"), std::string::npos) << rules;
+}
+
+TEST(NetNat, ANetworkMasqueradesItsSubnetAndDropsTrafficToOtherNetworksOfItsFamily) {
+  NetworkNat v4{"lab",
+                *parse_cidr("10.89.0.1/24"),
+                {*parse_cidr("10.88.0.0/16"), *parse_cidr("fd00:88::/64")}};
+  std::string rules = network_nat_rules(v4);
+  EXPECT_EQ(rules.rfind(network_nat_removal("lab"), 0), 0u);
+  EXPECT_NE(rules.find("add rule inet kapsel net-lab-post ip saddr 10.89.0.0/24 ip daddr != "
+                       "10.89.0.0/24 masquerade"),
             std::string::npos)
       << rules;
+  EXPECT_NE(rules.find("add rule inet kapsel net-lab-fwd ip saddr 10.89.0.0/24 ip daddr { "
+                       "10.88.0.0/16 } drop"),
+            std::string::npos)
+      << rules;
+  EXPECT_EQ(rules.find("fd00"), std::string::npos) << rules;
+
+  NetworkNat v6{"lab6", *parse_cidr("fd00:89::1/64"), {*parse_cidr("10.88.0.0/16")}};
+  rules = network_nat_rules(v6);
+  EXPECT_NE(rules.find("net-lab6-post ip6 saddr fd00:89::/64 ip6 daddr != fd00:89::/64 "
+                       "masquerade"),
+            std::string::npos)
+      << rules;
+  // No other IPv6 network: nothing to drop.
+  EXPECT_EQ(rules.find("drop"), std::string::npos) << rules;
 }
 
 }  // namespace
