@@ -115,6 +115,21 @@ class Driver {
 
   [[nodiscard]] virtual Result<Usage> usage(const store::VeConfig& config,
                                             const store::RuntimeState& state) = 0;
+
+  // What this kind can tell about a running VE beyond the common fields, as (label, value)
+  // pairs for status (a UML guest's kernel version and memory, asked through its mconsole).
+  // A container has nothing to add.
+  [[nodiscard]] virtual Result<std::vector<std::pair<std::string, std::string>>> details(
+      const store::VeConfig& /*config*/, const store::RuntimeState& /*state*/) {
+    return std::vector<std::pair<std::string, std::string>>{};
+  }
+
+  // Attaches the caller's terminal to the running VE's console until the user detaches.
+  [[nodiscard]] virtual Status console(const store::VeConfig& config,
+                                       const store::RuntimeState& /*state*/) {
+    return fail(ErrorKind::usage, "console: not supported for " + config.kind + " VEs yet (VE " +
+                                      config.name + "; its console output is in console.log)");
+  }
 };
 
 // The driver for a kind; an unknown kind is a usage error listing the known ones.

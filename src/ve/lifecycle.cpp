@@ -37,6 +37,7 @@ void to_json(json& j, const VeInfo& info) {
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
   if (info.last_exit) j["last_exit"] = *info.last_exit;
+  for (const auto& [key, value] : info.details) j["details"][key] = value;
 }
 
 Status validate_hostname(std::string_view hostname) {
@@ -269,6 +270,25 @@ Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& 
   return (*drv)->exec(config, state, request);
 }
 
+Status Lifecycle::console(const std::string& name) {
+  store::VeConfig config;
+  store::RuntimeState state;
+  {
+    // As exec: the lock only to find the VE running; an attached console must not block stop.
+    auto ve = lock_existing(name);
+    if (!ve) return tl::unexpected(ve.error());
+    config = ve->config;
+    auto running = reconcile(config);
+    if (!running) return tl::unexpected(running.error());
+    if (!*running || (*running)->phase != store::Phase::running)
+      return fail(ErrorKind::state, "VE " + name + " is not running");
+    state = **running;
+  }
+  auto drv = driver_for(config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->console(config, state);
+}
+
 Status Lifecycle::destroy(const std::string& name, bool force) {
   auto ve = lock_existing(name);
   if (!ve) return tl::unexpected(ve.error());
@@ -343,7 +363,7 @@ Status Lifecycle::allocate_ids(store::VeConfig& config) {
   return {};
 }
 
-Result<VeInfo> Lifecycle::status(const std::string& name) {
+Result<VeInfo> Lifecycle::status(const std::string& name, bool details) {
   auto config = store_.load_config(name);
   if (!config) return tl::unexpected(config.error());
   VeInfo info;
@@ -379,6 +399,9 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
     if (auto drv = driver_for(*config)) {
       if (auto n = (*drv)->process_count(*config, *runtime)) info.processes = *n;
       if (auto u = (*drv)->usage(*config, *runtime)) info.oom_kills = u->cgroup.oom_kills;
+      if (details && runtime->phase == store::Phase::running) {
+        if (auto d = (*drv)->details(*config, *runtime)) info.details = std::move(*d);
+      }
     }
   }
   if (auto last = store_.load_exit(name); last && *last) info.last_exit = **last;
@@ -447,7 +470,7 @@ Result<std::vector<VeInfo>> Lifecycle::list() {
   if (!names) return tl::unexpected(names.error());
   std::vector<VeInfo> out;
   for (const auto& name : *names) {
-    auto info = status(name);
+    auto info = status(name, /*details=*/false);
     // A VE destroyed while we were listing is simply no longer there.
     if (!info && info.error().kind == ErrorKind::not_found) continue;
     if (!info) return tl::unexpected(info.error());
