@@ -294,8 +294,28 @@ void finish_sessions() {
 
 }  // namespace
 
+// The host names the guest on the kernel's command line (kapsel.hostname=NAME: a dotted
+// parameter, which the kernel keeps in /proc/cmdline and passes to no one), since the guest's
+// files are the template's; the agent, started early by init, sets it.
+void set_hostname_from_cmdline() {
+  int fd = ::open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return;
+  std::string cmdline(buf, static_cast<std::size_t>(n));
+  const std::string key = "kapsel.hostname=";
+  auto at = cmdline.find(key);
+  if (at == std::string::npos || (at > 0 && cmdline[at - 1] != ' ')) return;
+  at += key.size();
+  std::string name = cmdline.substr(at, cmdline.find_first_of(" \n", at) - at);
+  if (!name.empty()) (void)::sethostname(name.data(), name.size());
+}
+
 int main(int argc, char** argv) {
   const char* device = argc > 1 ? argv[1] : "/dev/ttyS1";
+  set_hostname_from_cmdline();
   g_line = ::open(device, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (g_line < 0) {
     std::string msg = std::string("kapsel-agent: ") + device + ": " + std::strerror(errno) + "\n";

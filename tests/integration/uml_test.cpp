@@ -87,6 +87,7 @@ TEST_F(UmlTest, ExecPersistenceStopAndCleanup) {
   ::uname(&host);
   EXPECT_NE(r.out, std::string(host.release) + "\n") << r;
   EXPECT_EQ(r.out.rfind("6.", 0), 0u) << r;
+  EXPECT_EQ(run({"exec", "u1", "--", "hostname"}).out, "u1\n");
   auto status = k.status("u1");
   EXPECT_EQ(status["kind"], "uml");
   ASSERT_TRUE(status.contains("details")) << status.dump();
@@ -136,6 +137,31 @@ TEST_F(UmlTest, ExecPersistenceStopAndCleanup) {
   ASSERT_EQ(run({"start", "u1"}).exit_code, 0);
   r = sh("u1", "cat /root/marker");
   EXPECT_EQ(r.out, "kept\n") << r;
+
+  // Paused, the guest's processes stand still: a counter that ticks every 0.2 s does not move.
+  ASSERT_EQ(sh("u1",
+               "(i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.2; done)"
+               " </dev/null >/dev/null 2>&1 &")
+                .exit_code,
+            0);
+  ::usleep(1000000);
+  int n0 = std::atoi(sh("u1", "cat /tmp/n").out.c_str());
+  r = run({"pause", "u1"});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(k.status("u1")["state"], "paused");
+  r = run({"exec", "u1", "--", "true"});
+  EXPECT_NE(r.exit_code, 0) << "exec into a paused VE must be refused: " << r;
+  ::usleep(3000000);  // 15 ticks, were it running
+  r = run({"resume", "u1"});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  int n1 = std::atoi(sh("u1", "cat /tmp/n").out.c_str());
+  EXPECT_GT(n0, 0);
+  EXPECT_LT(n1 - n0, 8) << "the guest ran while paused: " << n0 << " -> " << n1;
+  ::usleep(1000000);
+  int n2 = std::atoi(sh("u1", "cat /tmp/n").out.c_str());
+  EXPECT_GT(n2, n1) << "the counter does not run again after resume";
+  EXPECT_EQ(k.status("u1")["state"], "running");
+
   ASSERT_TRUE(create_and_start("u2"));
   r = sh("u2", "cat /root/marker");
   EXPECT_NE(r.exit_code, 0) << r;

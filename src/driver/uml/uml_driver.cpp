@@ -113,6 +113,36 @@ std::string UmlDriver::console_socket(const std::string& name) const {
   return ctx_.store().ve_run_dir(name) + "/console.sock";
 }
 
+std::string UmlDriver::paused_marker(const std::string& name) const {
+  return ctx_.store().ve_run_dir(name) + "/paused";
+}
+
+Status UmlDriver::pause(const store::VeConfig& config, const store::RuntimeState&) {
+  auto mc = MconsoleClient::open(mconsole_path(config.name));
+  if (!mc) return tl::unexpected(mc.error());
+  // The marker first: a guest that is stopped but not marked would look running, and exec
+  // would hang on it.
+  KAPSEL_TRY(fs::write_file_atomic(paused_marker(config.name), "", 0600, false), "pausing");
+  if (auto r = mc->command("stop"); !r) {
+    ::unlink(paused_marker(config.name).c_str());
+    return tl::unexpected(r.error());
+  }
+  return {};
+}
+
+Status UmlDriver::resume(const store::VeConfig& config, const store::RuntimeState&) {
+  auto mc = MconsoleClient::open(mconsole_path(config.name));
+  if (!mc) return tl::unexpected(mc.error());
+  auto r = mc->command("go");
+  if (!r) return tl::unexpected(r.error());
+  ::unlink(paused_marker(config.name).c_str());
+  return {};
+}
+
+bool UmlDriver::paused(const store::VeConfig& config, const store::RuntimeState&) {
+  return fs::exists(paused_marker(config.name));
+}
+
 Status UmlDriver::console(const store::VeConfig& config, const store::RuntimeState&) {
   return attach_console(console_socket(config.name), config.name);
 }
@@ -241,17 +271,12 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   const std::string cow = store.ve_dir(name) + "/private/disk.cow";
   if (auto st = fs::make_dirs(store.ve_dir(name) + "/private", 0700); !st) fail_start(st.error());
   std::vector<std::string> args = {
-      uml_binary(),
-      "umid=uml",
-      "uml_dir=" + uml_dir,
-      "mem=" + std::to_string(guest_memory(config.limits) >> 20) + "M",
-      "ubd0=" + cow + "," + image,
-      "root=/dev/ubda",
-      "rw",
-      "con0=fd:0,fd:1",
-      "con=null",
-      "ssl=null",
-      "ssl1=fd:" + std::to_string(kAgentFd) + ",fd:" + std::to_string(kAgentFd)};
+      uml_binary(), "umid=uml", "uml_dir=" + uml_dir,
+      "mem=" + std::to_string(guest_memory(config.limits) >> 20) + "M", "ubd0=" + cow + "," + image,
+      "root=/dev/ubda", "rw", "con0=fd:0,fd:1", "con=null", "ssl=null",
+      "ssl1=fd:" + std::to_string(kAgentFd) + ",fd:" + std::to_string(kAgentFd),
+      // Set by the agent (see agent_main.cpp); the name was validated as a hostname.
+      "kapsel.hostname=" + (config.hostname.empty() ? name : config.hostname)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -451,6 +476,8 @@ Result<Usage> UmlDriver::usage(const store::VeConfig& config, const store::Runti
 Result<std::vector<std::pair<std::string, std::string>>> UmlDriver::details(
     const store::VeConfig& config, const store::RuntimeState&) {
   std::vector<std::pair<std::string, std::string>> out;
+  // A stopped kernel answers only a few mconsole commands itself; `proc` needs it running.
+  if (fs::exists(paused_marker(config.name))) return out;
   auto mc = MconsoleClient::open(mconsole_path(config.name), 2000);
   if (!mc) return tl::unexpected(mc.error());
   if (auto v = mc->command("version")) out.emplace_back("kernel", *v);

@@ -23,6 +23,14 @@ class UmlDriver final : public Driver {
                             const StopOptions& options) override;
   [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
                                  const ExecRequest& request) override;
+  // mconsole stop and go: the guest kernel stops scheduling (its processes and timers stand
+  // still) and serves only its mconsole until it is told to go on.
+  [[nodiscard]] Status pause(const store::VeConfig& config,
+                             const store::RuntimeState& state) override;
+  [[nodiscard]] Status resume(const store::VeConfig& config,
+                              const store::RuntimeState& state) override;
+  [[nodiscard]] bool paused(const store::VeConfig& config,
+                            const store::RuntimeState& state) override;
   [[nodiscard]] Status cleanup(const store::VeConfig& config) override;
   [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config,
                                                   const store::RuntimeState& state) override;
@@ -40,6 +48,8 @@ class UmlDriver final : public Driver {
   [[nodiscard]] std::string mconsole_path(const std::string& name) const;
   [[nodiscard]] std::string agent_socket(const std::string& name) const;
   [[nodiscard]] std::string console_socket(const std::string& name) const;
+  // Present while the guest is paused: the mconsole has no command that tells.
+  [[nodiscard]] std::string paused_marker(const std::string& name) const;
 
  private:
   [[noreturn]] void run_monitor(const store::VeConfig& config, const std::string& image,
