@@ -138,6 +138,13 @@ TEST_F(UmlTest, ExecPersistenceStopAndCleanup) {
   r = sh("u1", "cat /root/marker");
   EXPECT_EQ(r.out, "kept\n") << r;
 
+  // The console: Enter activates the guest's console shell, which runs what is typed; Ctrl-]
+  // detaches.
+  r = run({"console", "u1"}, "\necho typed-at-console > /root/console\n\x1d");
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_TRUE(
+      eventually([&] { return sh("u1", "cat /root/console").out == "typed-at-console\n"; }, 20000));
+
   // Paused, the guest's processes stand still: a counter that ticks every 0.2 s does not move.
   ASSERT_EQ(sh("u1",
                "(i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.2; done)"
