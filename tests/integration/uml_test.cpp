@@ -205,6 +205,15 @@ TEST_F(UmlTest, ExecPersistenceStopAndCleanup) {
   expect_nothing_left("u1");
 }
 
+TEST_F(UmlTest, WhatUmlVesCannotDoYetIsRefusedAtCreate) {
+  auto r = run({"create", "n1", "--kind", "uml", "--network", "bridge"});
+  EXPECT_EQ(r.exit_code, 2) << r;
+  EXPECT_NE(r.err.find("--network none"), std::string::npos) << r;
+  r = run({"create", "n2", "--kind", "uml", "--userns"});
+  EXPECT_EQ(r.exit_code, 2) << r;
+  EXPECT_TRUE(k.list().empty()) << k.list().dump();
+}
+
 TEST_F(UmlTest, MissingKernelNamesThePackage) {
   auto c = run({"create", "nokernel", "--kind", "uml"});
   ASSERT_EQ(c.exit_code, 0) << c;
