@@ -40,6 +40,10 @@ class Context {
   // each would read the template's metadata again.
   [[nodiscard]] Result<image::Template> load_template(const std::string& id);
   void remember_template(const image::Template& t) { templates_cache_[t.id] = t; }
+  // Where a driver reports a slow step of this command (a UML VE's disk image, built at its
+  // create): the front end's progress display, if it has one.
+  void set_progress(image::ProgressFn progress) { progress_ = std::move(progress); }
+  [[nodiscard]] const image::ProgressFn& progress() const { return progress_; }
   ~Context();
 
  private:
@@ -47,6 +51,7 @@ class Context {
   std::string cgroup_parent_;
   std::map<std::string, std::unique_ptr<cgroup::Manager>> cgroups_;
   std::map<std::string, image::Template> templates_cache_;
+  image::ProgressFn progress_;
 };
 
 struct StopOptions {

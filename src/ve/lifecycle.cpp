@@ -153,7 +153,10 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     ctx_.remember_template(*tmpl);
 
     if (auto st = store_.create_ve(made); !st) return tl::unexpected(st.error());
-    if (auto st = drv.create(made); !st) {
+    ctx_.set_progress(progress);
+    auto created = drv.create(made);
+    ctx_.set_progress({});
+    if (auto st = created; !st) {
       (void)store_.remove_ve(made.name);
       return tl::unexpected(st.error().context("creating VE " + made.name));
     }

@@ -157,7 +157,7 @@ Status UmlDriver::create(const store::VeConfig& config) {
   auto tmpl = ctx_.load_template(config.template_id);
   if (!tmpl) return tl::unexpected(tmpl.error());
   // The shared image is made now, once per template, so that start stays quick.
-  auto image = ensure_image(*tmpl, {});
+  auto image = ensure_image(*tmpl, ctx_.progress());
   if (!image) return tl::unexpected(image.error());
   return {};
 }
