@@ -14,6 +14,9 @@ packages=(
   # newgidmap map a user's /etc/subuid ranges for rootless VEs (root's --userns VEs need
   # neither: kapsel writes their maps itself)
   busybox-static uidmap
+  # UML VEs (--kind uml): the guest kernel /usr/bin/linux.uml, and mke2fs (-d) to build a
+  # template's shared ext4 disk image without root or a loop device
+  user-mode-linux e2fsprogs
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
   # the established tools the benchmarks compare kapsel with, and what they measure with

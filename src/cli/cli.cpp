@@ -173,6 +173,7 @@ int print_status(const ve::VeInfo& i, bool as_json) {
     line("started:", human_time(i.runtime->started_at) + " (up " + uptime_of(i) + ")");
   }
   if (i.processes) line("processes:", std::to_string(*i.processes));
+  for (const auto& [key, value] : i.details) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.security)) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.network)) line((key + ":").c_str(), value);
@@ -315,6 +316,11 @@ int run(int argc, char** argv) {
                    "busybox (built in), dir:PATH or tar:PATH")
       ->capture_default_str();
   create->add_option("--hostname", create_opts.hostname, "Hostname inside the VE (default: name)");
+  create
+      ->add_option("-k,--kind", create_opts.kind,
+                   "container (OS-level) or uml (a User-mode Linux guest kernel)")
+      ->check(CLI::IsMember({"container", "uml"}))
+      ->capture_default_str();
   LimitFlags create_limits;
   create_limits.add_to(*create);
   SecurityFlags create_security;
@@ -328,7 +334,8 @@ int run(int argc, char** argv) {
       "  kapsel create fuse1 --device /dev/fuse --cap-add SYS_ADMIN\n"
       "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
       "  kapsel create t1 --template dir:/srv/rootfs\n"
-      "  kapsel create web3 --network bridge --ip 10.88.0.10");
+      "  kapsel create web3 --network bridge --ip 10.88.0.10\n"
+      "  kapsel create u1 --kind uml --memory 256M");
   create->callback([&] {
     action = [&] {
       if (auto st = fill_options(create_opts, create_limits, create_security, create_network); !st)
@@ -484,6 +491,16 @@ int run(int argc, char** argv) {
     };
   });
 
+  // console
+  auto* console =
+      app.add_subcommand("console", "Attach to a running VE's console (Ctrl-] detaches)");
+  console->add_option("name", name, "VE name")->required();
+  console->footer(
+      "The console of a UML VE is its guest kernel's; everything it prints is also kept in\n"
+      "<root>/ves/NAME/console.log.\n\n"
+      "Example:\n  kapsel console u1");
+  console->callback([&] { action = [&] { return report(lifecycle()->console(name)); }; });
+
   // run
   ve::CreateOptions run_opts;
   bool run_rm = false;
@@ -499,6 +516,9 @@ int run(int argc, char** argv) {
                    "busybox (built in), dir:PATH or tar:PATH")
       ->capture_default_str();
   run_cmd->add_option("--hostname", run_opts.hostname, "Hostname inside the VE");
+  run_cmd->add_option("-k,--kind", run_opts.kind, "container or uml")
+      ->check(CLI::IsMember({"container", "uml"}))
+      ->capture_default_str();
   run_cmd->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
   LimitFlags run_limits;
   run_limits.add_to(*run_cmd);

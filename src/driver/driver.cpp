@@ -5,6 +5,7 @@
 #include "cgroup/manager.hpp"
 #include "cgroup/no_cgroups.hpp"
 #include "driver/container/container_driver.hpp"
+#include "driver/uml/uml_driver.hpp"
 
 namespace kapsel::driver {
 
@@ -42,7 +43,9 @@ Result<image::Template> Context::load_template(const std::string& id) {
 
 Result<std::unique_ptr<Driver>> make_driver(const std::string& kind, Context& ctx) {
   if (kind == "container") return std::make_unique<container::ContainerDriver>(ctx);
-  return fail(ErrorKind::usage, "unknown kind '" + kind + "': this build supports container");
+  if (kind == "uml") return std::make_unique<uml::UmlDriver>(ctx);
+  return fail(ErrorKind::usage,
+              "unknown kind '" + kind + "': this build supports container and uml");
 }
 
 }  // namespace kapsel::driver

@@ -40,6 +40,10 @@ class Context {
   // each would read the template's metadata again.
   [[nodiscard]] Result<image::Template> load_template(const std::string& id);
   void remember_template(const image::Template& t) { templates_cache_[t.id] = t; }
+  // Where a driver reports a slow step of this command (a UML VE's disk image, built at its
+  // create): the front end's progress display, if it has one.
+  void set_progress(image::ProgressFn progress) { progress_ = std::move(progress); }
+  [[nodiscard]] const image::ProgressFn& progress() const { return progress_; }
   ~Context();
 
  private:
@@ -47,6 +51,7 @@ class Context {
   std::string cgroup_parent_;
   std::map<std::string, std::unique_ptr<cgroup::Manager>> cgroups_;
   std::map<std::string, image::Template> templates_cache_;
+  image::ProgressFn progress_;
 };
 
 struct StopOptions {
@@ -126,6 +131,21 @@ class Driver {
 
   [[nodiscard]] virtual Result<Usage> usage(const store::VeConfig& config,
                                             const store::RuntimeState& state) = 0;
+
+  // What this kind can tell about a running VE beyond the common fields, as (label, value)
+  // pairs for status (a UML guest's kernel version and memory, asked through its mconsole).
+  // A container has nothing to add.
+  [[nodiscard]] virtual Result<std::vector<std::pair<std::string, std::string>>> details(
+      const store::VeConfig& /*config*/, const store::RuntimeState& /*state*/) {
+    return std::vector<std::pair<std::string, std::string>>{};
+  }
+
+  // Attaches the caller's terminal to the running VE's console until the user detaches.
+  [[nodiscard]] virtual Status console(const store::VeConfig& config,
+                                       const store::RuntimeState& /*state*/) {
+    return fail(ErrorKind::usage, "console: not supported for " + config.kind + " VEs yet (VE " +
+                                      config.name + "; its console output is in console.log)");
+  }
 };
 
 // The driver for a kind; an unknown kind is a usage error listing the known ones.

@@ -37,6 +37,7 @@ void to_json(json& j, const VeInfo& info) {
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
   if (info.last_exit) j["last_exit"] = *info.last_exit;
+  for (const auto& [key, value] : info.details) j["details"][key] = value;
 }
 
 Status validate_hostname(std::string_view hostname) {
@@ -152,7 +153,10 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     ctx_.remember_template(*tmpl);
 
     if (auto st = store_.create_ve(made); !st) return tl::unexpected(st.error());
-    if (auto st = drv.create(made); !st) {
+    ctx_.set_progress(progress);
+    auto created = drv.create(made);
+    ctx_.set_progress({});
+    if (auto st = created; !st) {
       (void)store_.remove_ve(made.name);
       return tl::unexpected(st.error().context("creating VE " + made.name));
     }
@@ -302,6 +306,25 @@ Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& 
   return (*drv)->exec(config, state, request);
 }
 
+Status Lifecycle::console(const std::string& name) {
+  store::VeConfig config;
+  store::RuntimeState state;
+  {
+    // As exec: the lock only to find the VE running; an attached console must not block stop.
+    auto ve = lock_existing(name);
+    if (!ve) return tl::unexpected(ve.error());
+    config = ve->config;
+    auto running = reconcile(config);
+    if (!running) return tl::unexpected(running.error());
+    if (!*running || (*running)->phase != store::Phase::running)
+      return fail(ErrorKind::state, "VE " + name + " is not running");
+    state = **running;
+  }
+  auto drv = driver_for(config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->console(config, state);
+}
+
 Status Lifecycle::destroy(const std::string& name, bool force) {
   auto ve = lock_existing(name);
   if (!ve) return tl::unexpected(ve.error());
@@ -376,7 +399,7 @@ Status Lifecycle::allocate_ids(store::VeConfig& config) {
   return {};
 }
 
-Result<VeInfo> Lifecycle::status(const std::string& name) {
+Result<VeInfo> Lifecycle::status(const std::string& name, bool details) {
   auto config = store_.load_config(name);
   if (!config) return tl::unexpected(config.error());
   VeInfo info;
@@ -414,6 +437,9 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
         info.state = "paused";
       if (auto n = (*drv)->process_count(*config, *runtime)) info.processes = *n;
       if (auto u = (*drv)->usage(*config, *runtime)) info.oom_kills = u->cgroup.oom_kills;
+      if (details && runtime->phase == store::Phase::running) {
+        if (auto d = (*drv)->details(*config, *runtime)) info.details = std::move(*d);
+      }
     }
   }
   if (auto last = store_.load_exit(name); last && *last) info.last_exit = **last;
@@ -482,7 +508,7 @@ Result<std::vector<VeInfo>> Lifecycle::list() {
   if (!names) return tl::unexpected(names.error());
   std::vector<VeInfo> out;
   for (const auto& name : *names) {
-    auto info = status(name);
+    auto info = status(name, /*details=*/false);
     // A VE destroyed while we were listing is simply no longer there.
     if (!info && info.error().kind == ErrorKind::not_found) continue;
     if (!info) return tl::unexpected(info.error());

@@ -42,6 +42,8 @@ struct VeInfo {
   // was created, with time and victim.
   std::optional<std::uint64_t> oom_kills;
   std::vector<store::OomEvent> oom_events;
+  // What the VE's driver adds for its kind (a UML guest's kernel and memory).
+  std::vector<std::pair<std::string, std::string>> details;
 };
 void to_json(nlohmann::json& j, const VeInfo& info);
 
@@ -71,7 +73,11 @@ class Lifecycle {
   // Returns the command's exit status.
   [[nodiscard]] Result<int> exec(const std::string& name, const driver::ExecRequest& request);
   [[nodiscard]] Status destroy(const std::string& name, bool force);
-  [[nodiscard]] Result<VeInfo> status(const std::string& name);
+  // Attaches the caller's terminal to the running VE's console (returns when detached).
+  [[nodiscard]] Status console(const std::string& name);
+  // With `details`, the driver is asked for what its kind adds (list leaves that out: for a
+  // UML VE it is a round trip to the guest's kernel).
+  [[nodiscard]] Result<VeInfo> status(const std::string& name, bool details = true);
   [[nodiscard]] Result<std::vector<VeInfo>> list();
 
   // Changes the VE's limits: every field `change` sets, merged into its config. A running VE

@@ -1,0 +1,500 @@
+#include "driver/uml/uml_driver.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+#include "agent/agent_client.hpp"
+#include "agent/agent_relay.hpp"
+#include "cgroup/manager.hpp"
+#include "common/fs.hpp"
+#include "driver/uml/console_server.hpp"
+#include "driver/uml/mconsole_client.hpp"
+#include "driver/uml/uml_image.hpp"
+#include "monitor/monitor.hpp"
+
+namespace kapsel::driver::uml {
+namespace {
+
+// Guest memory when the VE has no --memory.
+constexpr std::uint64_t kDefaultGuestMemory = 256ull << 20;
+// What the kernel's host processes need beyond the guest's memory (the kernel image, page
+// tables, the helper processes' stacks): the cgroup's limit is the guest's plus this, so that
+// the host's limit never kills a guest that stays within its own.
+constexpr std::uint64_t kHostOverhead = 64ull << 20;
+// The guest agent's stream is the guest's second serial line; fd 3 in linux.uml.
+constexpr int kAgentFd = 3;
+
+std::uint64_t guest_memory(const cgroup::Limits& limits) {
+  if (limits.memory && *limits.memory != cgroup::kUnlimited) return *limits.memory;
+  return kDefaultGuestMemory;
+}
+
+// The VE's limits as the host's cgroup enforces them on the kernel's processes.
+cgroup::Limits host_limits(const cgroup::Limits& limits) {
+  cgroup::Limits l = limits;
+  if (l.memory && *l.memory != cgroup::kUnlimited) *l.memory += kHostOverhead;
+  if (l.memory_swap && *l.memory_swap != cgroup::kUnlimited) *l.memory_swap += kHostOverhead;
+  return l;
+}
+
+int boot_timeout_ms() {
+  if (const char* env = std::getenv("KAPSEL_UML_BOOT_TIMEOUT"); env && *env)
+    return std::atoi(env) * 1000;
+  return 120000;  // a loaded 2-CPU host boots a busybox guest in ~1-15 s
+}
+
+Status check_binary() {
+  std::string bin = uml_binary();
+  if (::access(bin.c_str(), X_OK) != 0)
+    return fail(ErrorKind::not_found,
+                bin +
+                    " is missing: UML VEs need the User-mode Linux kernel; install the Debian "
+                    "package user-mode-linux (apt-get install user-mode-linux)");
+  return {};
+}
+
+Result<UniqueFd> listen_unix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path)
+    return fail(ErrorKind::failure, "socket path too long: " + path);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return errno_fail("creating " + path);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ::unlink(path.c_str());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 16) != 0)
+    return errno_fail("binding " + path);
+  return fd;
+}
+
+store::ExitRecord classify_uml(int status) {
+  store::ExitRecord r = monitor::classify(status);
+  // linux.uml exits 0 when the guest halts or powers off (a reboot re-executes it in place).
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    r.reason = "halted";
+    r.detail = "the guest kernel halted";
+  } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+    r.detail = "the UML kernel was killed (SIGKILL)";
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string uml_binary() {
+  if (const char* env = std::getenv("KAPSEL_UML"); env && *env) return env;
+  return "/usr/bin/linux.uml";
+}
+
+std::string UmlDriver::mconsole_path(const std::string& name) const {
+  return ctx_.store().ve_run_dir(name) + "/uml/mconsole";
+}
+
+std::string UmlDriver::agent_socket(const std::string& name) const {
+  return ctx_.store().ve_run_dir(name) + "/agent.sock";
+}
+
+std::string UmlDriver::console_socket(const std::string& name) const {
+  return ctx_.store().ve_run_dir(name) + "/console.sock";
+}
+
+std::string UmlDriver::paused_marker(const std::string& name) const {
+  return ctx_.store().ve_run_dir(name) + "/paused";
+}
+
+Status UmlDriver::pause(const store::VeConfig& config, const store::RuntimeState&) {
+  auto mc = MconsoleClient::open(mconsole_path(config.name));
+  if (!mc) return tl::unexpected(mc.error());
+  // The marker first: a guest that is stopped but not marked would look running, and exec
+  // would hang on it.
+  KAPSEL_TRY(fs::write_file_atomic(paused_marker(config.name), "", 0600, false), "pausing");
+  if (auto r = mc->command("stop"); !r) {
+    ::unlink(paused_marker(config.name).c_str());
+    return tl::unexpected(r.error());
+  }
+  return {};
+}
+
+Status UmlDriver::resume(const store::VeConfig& config, const store::RuntimeState&) {
+  auto mc = MconsoleClient::open(mconsole_path(config.name));
+  if (!mc) return tl::unexpected(mc.error());
+  auto r = mc->command("go");
+  if (!r) return tl::unexpected(r.error());
+  ::unlink(paused_marker(config.name).c_str());
+  return {};
+}
+
+bool UmlDriver::paused(const store::VeConfig& config, const store::RuntimeState&) {
+  return fs::exists(paused_marker(config.name));
+}
+
+Status UmlDriver::console(const store::VeConfig& config, const store::RuntimeState&) {
+  return attach_console(console_socket(config.name), config.name);
+}
+
+Status UmlDriver::create(const store::VeConfig& config) {
+  if (config.network.mode != "none")
+    return fail(ErrorKind::usage, "UML VEs support only --network none so far (VE " + config.name +
+                                      " asked for " + config.network.mode + ")");
+  if (config.security.userns)
+    return fail(ErrorKind::usage,
+                "--userns is for container VEs; a UML VE has a kernel of its own");
+  auto tmpl = ctx_.load_template(config.template_id);
+  if (!tmpl) return tl::unexpected(tmpl.error());
+  // The shared image is made now, once per template, so that start stays quick.
+  auto image = ensure_image(*tmpl, ctx_.progress());
+  if (!image) return tl::unexpected(image.error());
+  return {};
+}
+
+Result<store::RuntimeState> UmlDriver::start(const store::VeConfig& config,
+                                             const store::VeLock& lock) {
+  KAPSEL_TRY(check_binary(), "starting VE " + config.name);
+  auto tmpl = ctx_.load_template(config.template_id);
+  if (!tmpl)
+    return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
+                                               config.name + " is unusable"));
+  auto image = ensure_image(*tmpl, {});
+  if (!image) return tl::unexpected(image.error().context("starting VE " + config.name));
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  KAPSEL_TRY((*cg)->check(host_limits(config.limits)), "starting VE " + config.name);
+  KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name), 0700),
+             "preparing runtime directory");
+
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
+  UniqueFd report_read(report_pipe[0]);
+  UniqueFd report_write(report_pipe[1]);
+  pid_t monitor = ::fork();
+  if (monitor < 0) return errno_fail("forking the monitor");
+  if (monitor == 0) {
+    report_read.reset();
+    // As the container driver's monitor: the report pipe as 3, the VE's lock as 4, nothing
+    // else of this command's.
+    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
+    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
+    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, 3, O_CLOEXEC) < 0 ||
+        ::dup3(lock_fd, 4, O_CLOEXEC) < 0)
+      ::_exit(1);
+    (void)report_write.release();
+    ::syscall(SYS_close_range, 5, ~0U, 0);
+    run_monitor(config, *image, UniqueFd(3), UniqueFd(4));
+  }
+  report_write.reset();
+  if (auto st = monitor::StartReport::wait(report_read.get()); !st) {
+    (void)cleanup(config);
+    return tl::unexpected(st.error().context("starting VE " + config.name));
+  }
+  auto state = ctx_.store().load_state(config.name);
+  if (!state || !*state)
+    return fail(ErrorKind::failure, "starting VE " + config.name + ": the monitor left no state");
+  return **state;
+}
+
+void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& image,
+                            UniqueFd report_fd, UniqueFd lock) {
+  monitor::detach(config.name);
+  monitor::StartReport report(std::move(report_fd));
+  auto& store = ctx_.store();
+  const std::string& name = config.name;
+  const std::string run_dir = store.ve_run_dir(name);
+  store::RuntimeState state;
+  state.halt_signal = 0;  // the guest is stopped through its mconsole, not by a signal
+  state.cgroup_parent = ctx_.cgroup_parent();
+  state.monitor = proc::ref(::getpid()).value_or(proc::ProcessRef{::getpid(), 0});
+  pid_t child = -1;
+  cgroup::Manager* cg = nullptr;
+
+  auto fail_start = [&](const Error& e) {
+    if (child > 0) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+    }
+    // The kernel's helper processes outlive its main one: the cgroup takes them all.
+    if (cg) (void)cg->destroy(name);
+    (void)store.clear_runtime(name);
+    store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
+    (void)store.save_exit(name, rec);
+    lock.reset();
+    report.error(e);
+    ::_exit(1);
+  };
+
+  auto cgr = ctx_.cgroups();
+  if (!cgr) fail_start(cgr.error());
+  cg = *cgr;
+  // Recorded before the cgroup is made, so that whoever finds this monitor dead knows it.
+  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  if (auto st = cg->create(name); !st) fail_start(st.error());
+  if (auto st = cg->apply(name, host_limits(config.limits)); !st) fail_start(st.error());
+
+  // The guest's console: a pty whose slave is linux.uml's stdin and stdout (con0=fd:0,fd:1).
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master || ::grantpt(master.get()) != 0 || ::unlockpt(master.get()) != 0)
+    fail_start(errno_fail("allocating the console pty").value());
+  UniqueFd slave(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) fail_start(errno_fail("opening the console pty").value());
+  UniqueFd log;
+  if (!config.ephemeral) {
+    std::string log_path = store.ve_dir(name) + "/console.log";
+    log.reset(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  }
+  // The agent's stream: one end becomes the guest's ttyS1 (ssl1=fd:3), the other the relay's.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    fail_start(errno_fail("creating the agent's stream").value());
+  UniqueFd line(pair[0]), guest_line(pair[1]);
+  auto listener = listen_unix(agent_socket(name));
+  if (!listener) fail_start(listener.error().context("the agent socket"));
+  agent::AgentRelay relay(std::move(line), std::move(*listener));
+  auto console_listener = listen_unix(console_socket(name));
+  if (!console_listener) fail_start(console_listener.error().context("the console socket"));
+  ConsoleServer console(master.get(), log.get(), std::move(*console_listener));
+
+  const std::string uml_dir = run_dir;
+  const std::string cow = store.ve_dir(name) + "/private/disk.cow";
+  if (auto st = fs::make_dirs(store.ve_dir(name) + "/private", 0700); !st) fail_start(st.error());
+  std::vector<std::string> args = {
+      uml_binary(), "umid=uml", "uml_dir=" + uml_dir,
+      "mem=" + std::to_string(guest_memory(config.limits) >> 20) + "M", "ubd0=" + cow + "," + image,
+      "root=/dev/ubda", "rw", "con0=fd:0,fd:1", "con=null", "ssl=null",
+      "ssl1=fd:" + std::to_string(kAgentFd) + ",fd:" + std::to_string(kAgentFd),
+      // Set by the agent (see agent_main.cpp); the name was validated as a hostname.
+      "kapsel.hostname=" + (config.hostname.empty() ? name : config.hostname)};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // UML maps its guest memory from a file in TMPDIR, which must allow exec: /dev/shm does.
+  const char* envp[] = {"TMPDIR=/dev/shm", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", nullptr};
+
+  int sync_pipe[2];
+  if (::pipe2(sync_pipe, O_CLOEXEC) != 0) fail_start(errno_fail("preparing the kernel").value());
+  UniqueFd sync_read(sync_pipe[0]), sync_write(sync_pipe[1]);
+  child = ::fork();
+  if (child == 0) {
+    // The kernel must not outlive its monitor, which holds its console and cleans up.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    ::setsid();
+    for (int fd = 0; fd <= 2; ++fd) ::dup2(slave.get(), fd);
+    // The guest's end of the agent's stream at its fixed number (not close-on-exec: it is
+    // handed to linux.uml on purpose), the go pipe above it until the exec closes it.
+    ::dup2(guest_line.get(), kAgentFd);
+    ::dup3(sync_read.get(), kAgentFd + 1, O_CLOEXEC);
+    ::syscall(SYS_close_range, kAgentFd + 2, ~0U, 0);
+    char go = 0;
+    if (::read(kAgentFd + 1, &go, 1) != 1) ::_exit(1);  // the monitor failed: no go
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);
+    ::execve(argv[0], argv.data(), const_cast<char* const*>(envp));
+    ::_exit(127);
+  }
+  if (child < 0) fail_start(errno_fail("forking the kernel").value());
+  sync_read.reset();
+  slave.reset();
+  guest_line.reset();
+  // Every host process of the kernel starts in the VE's cgroup: its limits and stats apply.
+  if (auto st = cg->attach(name, child); !st) fail_start(st.error().context("joining cgroups"));
+  if (!fs::write_all(sync_write.get(), "g", "the kernel's go"))
+    fail_start(Error{ErrorKind::failure, 0, "the kernel process died before it was started"});
+  sync_write.reset();
+
+  // Up means the agent has said hello: then exec works the moment start returns.
+  struct timespec t0 {};
+  ::clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (!relay.agent_ready()) {
+    int status = 0;
+    if (::waitpid(child, &status, WNOHANG) == child) {
+      child = -1;
+      fail_start(Error{ErrorKind::failure, 0,
+                       "the UML kernel ended while booting (" + classify_uml(status).detail +
+                           "); its console is in " + store.ve_dir(name) + "/console.log"});
+    }
+    struct timespec now {};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    long waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+    if (waited > boot_timeout_ms())
+      fail_start(Error{ErrorKind::failure, ETIMEDOUT,
+                       "the guest agent did not start within " +
+                           std::to_string(boot_timeout_ms() / 1000) + " s; the console is in " +
+                           store.ve_dir(name) + "/console.log"});
+    struct pollfd fds[2] = {{master.get(), POLLIN, 0}, {relay.line_fd(), POLLIN, 0}};
+    if (::poll(fds, 2, 200) <= 0) continue;
+    if (fds[0].revents & POLLIN) console.on_console();
+    if (fds[1].revents & POLLIN) relay.on_line();
+  }
+  state.phase = store::Phase::running;
+  state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
+  state.started_at = ::time(nullptr);
+  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+  lock.reset();
+  report.ok();
+
+  const std::string mconsole = mconsole_path(name);
+  monitor::Supervision s;
+  s.init = child;
+  // The console is the server's to read (for the log and attached clients), not supervise's.
+  s.console_master = -1;
+  s.console_log = -1;
+  s.halt_signal = 0;  // kill(pid, 0) sends nothing: on_stop_request asks the guest instead
+  s.on_stop_request = [&] {
+    if (state.phase != store::Phase::stopping) {
+      state.phase = store::Phase::stopping;
+      (void)store.save_state(name, state);
+    }
+    // Ctrl-Alt-Del: the guest's init shuts down cleanly and powers off (uml_inittab). After
+    // a kill request the kernel is gone already and this fails, which is fine.
+    if (auto mc = MconsoleClient::open(mconsole, 1000)) (void)mc->command("cad");
+  };
+  s.watches = [&] {
+    std::vector<monitor::Watch> w;
+    for (auto& r : relay.watches()) w.push_back({r.fd, r.on_ready});
+    for (auto& c : console.watches()) w.push_back(std::move(c));
+    return w;
+  };
+  int status = monitor::supervise(s);
+  store::ExitRecord rec = classify_uml(status);
+  (void)cg->kill_all(name, 5000);
+  (void)cg->destroy(name);
+  (void)store.clear_runtime(name);
+  (void)store.save_exit(name, rec);
+  ::_exit(0);
+}
+
+Status UmlDriver::stop(const store::VeConfig& config, const store::RuntimeState& state,
+                       const StopOptions& options) {
+  auto monitor = proc::open_pidfd(state.monitor);
+  if (!monitor) return cleanup(config);
+  auto monitor_done = [&](int timeout_ms) { return proc::wait_pidfd(monitor->get(), timeout_ms); };
+  auto finish = [&]() -> Status {
+    if (!fs::exists(ctx_.store().ve_run_dir(config.name))) return {};
+    return cleanup(config);
+  };
+  if (!options.kill) {
+    // The monitor records "stopping" and sends the guest Ctrl-Alt-Del.
+    KAPSEL_TRY(proc::signal_pidfd(monitor->get(), SIGTERM), "asking the monitor to stop the VE");
+    if (monitor_done(options.timeout_seconds * 1000)) return finish();
+    // A guest that ignores it (hung, or paused) is halted by its kernel: no clean shutdown of
+    // its processes, but its file systems are synced.
+    if (auto mc = MconsoleClient::open(mconsole_path(config.name), 1000)) {
+      (void)mc->command("go");  // a paused kernel would not halt
+      (void)mc->command("halt");
+    }
+    if (monitor_done(3000)) return finish();
+  }
+  KAPSEL_TRY(proc::signal_pidfd(monitor->get(), monitor::kKillRequestSignal),
+             "asking the monitor to kill the VE");
+  if (monitor_done(10000)) {
+    if (options.once_down) options.once_down();
+    return finish();
+  }
+  if (auto init = proc::open_pidfd(state.init)) (void)proc::signal_pidfd(init->get(), SIGKILL);
+  (void)proc::signal_pidfd(monitor->get(), SIGKILL);
+  (void)monitor_done(2000);
+  if (options.once_down) options.once_down();
+  return cleanup(config);
+}
+
+Result<int> UmlDriver::exec(const store::VeConfig& config, const store::RuntimeState& state,
+                            const ExecRequest& request) {
+  if (request.argv.empty()) return fail(ErrorKind::usage, "exec: no command given");
+  if (!state.init.alive()) return fail(ErrorKind::state, "VE " + config.name + " is not running");
+  agent::ExecSpec spec;
+  spec.argv = request.argv;
+  spec.env = request.env;
+  spec.cwd = request.cwd;
+  spec.tty = request.tty;
+  return with_context(agent::run_session(agent_socket(config.name), spec),
+                      "exec in VE " + config.name);
+}
+
+Status UmlDriver::cleanup(const store::VeConfig& config) {
+  Status result;
+  if (auto cg = ctx_.cgroups()) {
+    if (auto st = (*cg)->destroy(config.name); !st) result = st;
+  }
+  if (auto st = ctx_.store().clear_runtime(config.name); !st && result) result = st;
+  return result;
+}
+
+Result<std::size_t> UmlDriver::process_count(const store::VeConfig& config,
+                                             const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  auto pids = (*cg)->pids(config.name);
+  if (!pids) return tl::unexpected(pids.error());
+  return pids->size();
+}
+
+Status UmlDriver::check_limits(const cgroup::Limits& limits) {
+  if (limits.memory && *limits.memory != cgroup::kUnlimited && *limits.memory < (32ull << 20))
+    return fail(ErrorKind::usage, "--memory: a UML guest needs at least 32 MiB");
+  if (limits.empty()) return {};
+  auto cg = ctx_.cgroups();
+  if (!cg) return tl::unexpected(cg.error());
+  return (*cg)->check(host_limits(limits));
+}
+
+Status UmlDriver::apply_limits(const store::VeConfig& config, const store::RuntimeState& state,
+                               const cgroup::Limits& change) {
+  // The guest kernel's memory is fixed at boot (mem=); a new --memory reaches the host's
+  // limit now and the guest at its next start.
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  KAPSEL_TRY(check_limits(change), "VE " + config.name);
+  return with_context((*cg)->apply(config.name, host_limits(change)), "VE " + config.name);
+}
+
+Result<Usage> UmlDriver::usage(const store::VeConfig& config, const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  Usage u;
+  auto stats = (*cg)->stats(config.name);
+  if (!stats)
+    return tl::unexpected(stats.error().context("reading the cgroups of VE " + config.name));
+  u.cgroup = std::move(*stats);
+  return u;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> UmlDriver::details(
+    const store::VeConfig& config, const store::RuntimeState&) {
+  std::vector<std::pair<std::string, std::string>> out;
+  // A stopped kernel answers only a few mconsole commands itself; `proc` needs it running.
+  if (fs::exists(paused_marker(config.name))) return out;
+  auto mc = MconsoleClient::open(mconsole_path(config.name), 2000);
+  if (!mc) return tl::unexpected(mc.error());
+  if (auto v = mc->command("version")) out.emplace_back("kernel", *v);
+  if (auto mem = mc->command("proc meminfo")) {
+    // "MemTotal:  39540 kB" and "MemAvailable: ..." as the guest's kernel counts them.
+    auto field = [&](const std::string& key) -> std::string {
+      auto at = mem->find(key + ":");
+      if (at == std::string::npos) return {};
+      auto end = mem->find('\n', at);
+      std::string v = mem->substr(at + key.size() + 1, end - at - key.size() - 1);
+      v.erase(0, v.find_first_not_of(' '));
+      return v;
+    };
+    out.emplace_back("guest memory",
+                     field("MemTotal") + " total, " + field("MemAvailable") + " available");
+  }
+  return out;
+}
+
+}  // namespace kapsel::driver::uml
