@@ -2,6 +2,7 @@
 // errors that follow the one-line error contract.
 #include <algorithm>
 #include <regex>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -54,6 +55,34 @@ TEST_F(CliTest, HelpWorksForEveryCommandAndWithoutRoot) {
   EXPECT_NE(top.out.find("Exit codes"), std::string::npos) << top;
   // Help never needs the store: nothing was created.
   EXPECT_EQ(::access(k.root().c_str(), F_OK), -1);
+}
+
+// Only the command being run is declared (src/cli/cli.cpp, command_word): each command that
+// the top-level help lists must still be found, with global options before it too.
+TEST_F(CliTest, EveryCommandOfTheTopLevelHelpIsFoundOnItsOwn) {
+  auto top = k.run({"--help"});
+  ASSERT_EQ(top.exit_code, 0) << top;
+  std::istringstream lines(top.out.substr(top.out.find("Subcommands:")));
+  std::string line;
+  std::getline(lines, line);
+  std::vector<std::string> names;
+  while (std::getline(lines, line) && line.starts_with("  ")) {
+    std::istringstream words(line);
+    std::string word;
+    words >> word;
+    names.push_back(word.substr(0, word.find(',')));
+  }
+  ASSERT_GE(names.size(), 15u) << top;
+  for (const auto& name : names) {
+    auto r = k.run({"--json", "--root", k.root(), name, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << r;
+    EXPECT_NE(r.out.find("Usage: kapsel " + name), std::string::npos) << r;
+  }
+  auto listed = k.run({"-q", "--run-dir", k.run_dir(), "--json", "ls"});
+  EXPECT_EQ(listed.exit_code, 0) << listed;
+  EXPECT_EQ(listed.out, "[]\n") << listed;
+  // Help asked for before the command is the command's, as CLI11 always gave it.
+  EXPECT_NE(k.run({"--help", "list"}).out.find("Usage: kapsel list"), std::string::npos);
 }
 
 TEST_F(CliTest, VersionPrintsTheVersion) {
