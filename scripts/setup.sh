@@ -15,6 +15,9 @@ packages=(
   # neither: kapsel writes their maps itself)
   busybox-static uidmap
 )
+# Test-time only: the OCI surface's tests run containerd and Podman through kapsel-runc, and
+# compare with runc (tests/integration/oci_engines_test.cpp, bench/oci.sh).
+packages+=(containerd podman runc)
 if [[ "${1:-}" == "--with-bench" ]]; then
   # the established tools the benchmarks compare kapsel with, and what they measure with
   packages+=(runc lxc bubblewrap iperf3 jq)
