@@ -246,6 +246,31 @@ int Deadline::remaining_ms() const {
   return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 
+bool is_frozen(const FreezerFiles& freezer) {
+  if (freezer.state.empty()) return false;
+  auto state = fs::read_file(freezer.state);
+  return state && has_line(*state, freezer.frozen_line);
+}
+
+Status set_frozen(const FreezerFiles& freezer, bool frozen, const Deadline& deadline) {
+  if (freezer.control.empty())
+    return fail(ErrorKind::state, "this host has no cgroup freezer to pause VEs with");
+  KAPSEL_TRY(fs::write_existing(freezer.control, frozen ? freezer.freeze : freezer.thaw),
+             frozen ? "freezing" : "thawing");
+  // A task frozen in the middle of a system call gets there only when the call returns or
+  // sleeps, so the state may lag the write; thawing is immediate but checked all the same.
+  while (is_frozen(freezer) != frozen) {
+    if (deadline.passed()) {
+      // Half-frozen is worse than either: a VE that some tasks still run in, that reports as
+      // running. Undo, so the caller's error leaves the VE as it was.
+      if (frozen) (void)fs::write_existing(freezer.control, freezer.thaw);
+      return sys_fail(ETIMEDOUT, frozen ? "freezing" : "thawing");
+    }
+    sleep_ms(1);
+  }
+  return {};
+}
+
 Status freeze_kill_thaw(const std::function<Result<std::vector<pid_t>>()>& list,
                         const FreezerFiles& freezer, const Deadline& deadline) {
   auto pids = list();

@@ -22,6 +22,9 @@ namespace kapsel::cgroup {
 // anyway. SIGKILL cannot be ignored, so only a task stuck in uninterruptible sleep (a hung NFS
 // server, a FUSE daemon that is itself in the VE) takes this long.
 inline constexpr int kDestroyKillTimeoutMs = 5000;
+// How long a pause may take to freeze every task (one in an uninterruptible sleep, e.g. on a
+// slow disk, holds it up) before it is undone and reported.
+inline constexpr int kPauseTimeoutMs = 5000;
 
 // A VE name becomes one path component in every hierarchy: it must not be empty, ".", "..",
 // or contain '/', so no name can reach outside the parent directory.
@@ -92,6 +95,13 @@ struct FreezerFiles {
   std::string state;        // file that reports the state: freezer.state, cgroup.events
   std::string frozen_line;  // its line once frozen: "FROZEN", "frozen 1"
 };
+
+// Freezes (`frozen`) or thaws the subtree behind `freezer` and waits, until `deadline`, for the
+// kernel to report it done: freezing is asynchronous, and a caller that reports "paused" must
+// mean it. ErrorKind::state if there is no freezer; ETIMEDOUT if it did not take hold.
+[[nodiscard]] Status set_frozen(const FreezerFiles& freezer, bool frozen, const Deadline& deadline);
+// True if the subtree behind `freezer` is frozen now (false without a freezer or a cgroup).
+[[nodiscard]] bool is_frozen(const FreezerFiles& freezer);
 
 // One round of killing without a cgroup.kill: freeze the subtree so that nothing in it can fork
 // while `list()`'s pids are SIGKILLed one by one, then thaw it so that the signals are

@@ -41,6 +41,15 @@ Status HybridManager::kill_all(const std::string& ve, int timeout_ms) {
   return {};
 }
 
+// The v2 part: pids() lists it too, and cgroup.freeze needs no controller there.
+Status HybridManager::freeze(const std::string& ve, bool frozen) {
+  return with_context(v2_.freeze(ve, frozen), "hybrid layout, v2 part");
+}
+
+bool HybridManager::frozen(const std::string& ve) const {
+  return v2_.frozen(ve);
+}
+
 Status HybridManager::destroy(const std::string& ve) {
   if (check_ve_name(ve) && remove_if_empty(paths(ve))) return {};
   auto killed = kill_all(ve, kDestroyKillTimeoutMs);

@@ -32,6 +32,8 @@ class HybridManager final : public Manager {
   // cgroup.kill in the v2 tree, then the v1 way for any process that only made it into v1
   // (attached by something other than attach(), or by a crashed kapsel).
   [[nodiscard]] Status kill_all(const std::string& ve, int timeout_ms) override;
+  [[nodiscard]] Status freeze(const std::string& ve, bool frozen) override;
+  [[nodiscard]] bool frozen(const std::string& ve) const override;
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   // The v2 directory first, then one per v1 hierarchy.

@@ -55,6 +55,14 @@ class Manager {
   // kill, thaw, repeated until empty) and waits up to `timeout_ms` until none remains.
   [[nodiscard]] virtual Status kill_all(const std::string& ve, int timeout_ms) = 0;
 
+  // Freezes every process of the VE (nested cgroups too), or thaws them, and returns once the
+  // kernel reports it done. v1: freezer.state in the freezer hierarchy; v2 and hybrid:
+  // cgroup.freeze, which every non-root v2 cgroup has whatever its controllers. A host without
+  // a freezer is ErrorKind::state.
+  [[nodiscard]] virtual Status freeze(const std::string& ve, bool frozen) = 0;
+  // True if the VE's processes are frozen now.
+  [[nodiscard]] virtual bool frozen(const std::string& ve) const = 0;
+
   // Removes the VE's cgroup, and any cgroups nested in it, from every hierarchy, killing
   // leftover processes first. A missing cgroup is success, so cleanup can always be re-run.
   [[nodiscard]] virtual Status destroy(const std::string& ve) = 0;

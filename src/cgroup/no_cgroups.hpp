@@ -20,6 +20,10 @@ class NoCgroups final : public Manager {
     return std::vector<pid_t>{};
   }
   [[nodiscard]] Status kill_all(const std::string&, int) override { return {}; }
+  [[nodiscard]] Status freeze(const std::string&, bool) override {
+    return fail(ErrorKind::state, "a rootless VE has no cgroup to freeze, so it cannot be paused");
+  }
+  [[nodiscard]] bool frozen(const std::string&) const override { return false; }
   [[nodiscard]] Status destroy(const std::string&) override { return {}; }
   [[nodiscard]] bool exists(const std::string&) const override { return false; }
   [[nodiscard]] std::vector<std::string> paths(const std::string&) const override { return {}; }

@@ -121,17 +121,29 @@ Result<std::vector<pid_t>> V1Manager::all_pids(const std::string& ve) const {
   return all;
 }
 
-Status V1Manager::kill_all(const std::string& ve, int timeout_ms) {
-  KAPSEL_TRY(check_ve_name(ve), "killing cgroup");
-  FreezerFiles freezer;
+FreezerFiles V1Manager::freezer(const std::string& ve) const {
   auto it = std::find_if(hierarchies_.begin(), hierarchies_.end(),
                          [](const Hierarchy& h) { return h.has("freezer"); });
-  if (it != hierarchies_.end()) {
-    // Freezing the VE's cgroup freezes the cgroups nested in it as well.
-    std::string freezer_dir = dir(*it, ve);
-    freezer = {freezer_dir + "/freezer.state", "FROZEN", "THAWED", freezer_dir + "/freezer.state",
-               "FROZEN"};
-  }
+  if (it == hierarchies_.end()) return {};
+  // Freezing the VE's cgroup freezes the cgroups nested in it as well.
+  std::string freezer_dir = dir(*it, ve);
+  return {freezer_dir + "/freezer.state", "FROZEN", "THAWED", freezer_dir + "/freezer.state",
+          "FROZEN"};
+}
+
+Status V1Manager::freeze(const std::string& ve, bool frozen) {
+  KAPSEL_TRY(check_ve_name(ve), frozen ? "freezing cgroup" : "thawing cgroup");
+  return with_context(set_frozen(freezer(ve), frozen, Deadline(kPauseTimeoutMs)),
+                      "cgroup of VE " + ve);
+}
+
+bool V1Manager::frozen(const std::string& ve) const {
+  return check_ve_name(ve) && is_frozen(freezer(ve));
+}
+
+Status V1Manager::kill_all(const std::string& ve, int timeout_ms) {
+  KAPSEL_TRY(check_ve_name(ve), "killing cgroup");
+  FreezerFiles freezer = this->freezer(ve);
   Deadline deadline(timeout_ms);
   auto list = [this, &ve] { return all_pids(ve); };
   return kill_until_empty([&] { return freeze_kill_thaw(list, freezer, deadline); },

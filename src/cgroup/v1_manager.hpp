@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cgroup/cgroupfs.hpp"
 #include "cgroup/hierarchy.hpp"
 #include "cgroup/interface_files.hpp"
 #include "cgroup/manager.hpp"
@@ -29,6 +30,8 @@ class V1Manager final : public Manager {
   // in any hierarchy, so that a process attached to only some of them (a crash during
   // attach()) is not missed.
   [[nodiscard]] Status kill_all(const std::string& ve, int timeout_ms) override;
+  [[nodiscard]] Status freeze(const std::string& ve, bool frozen) override;
+  [[nodiscard]] bool frozen(const std::string& ve) const override;
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;
@@ -74,6 +77,8 @@ class V1Manager final : public Manager {
   }
 
  private:
+  // The VE's freezer.state, or nothing if no hierarchy has the freezer controller.
+  [[nodiscard]] FreezerFiles freezer(const std::string& ve) const;
   [[nodiscard]] std::string dir(const Hierarchy& h, const std::string& ve) const;
   // The hierarchy holding `controller`, or nullptr.
   [[nodiscard]] const Hierarchy* find(std::string_view controller) const;

@@ -99,6 +99,24 @@ Result<bool> V2Manager::empty(const std::string& ve) const {
   return pids->empty();
 }
 
+// v2's freezer: a core file of every non-root cgroup, whatever controllers it has (Linux 5.2).
+static FreezerFiles freezer_files(const std::string& d) {
+  return {d + "/cgroup.freeze", "1", "0", d + "/cgroup.events", "frozen 1"};
+}
+
+Status V2Manager::freeze(const std::string& ve, bool frozen) {
+  KAPSEL_TRY(check_ve_name(ve), frozen ? "freezing cgroup" : "thawing cgroup");
+  std::string d = dir(ve);
+  return with_context(set_frozen(freezer_files(d), frozen, Deadline(kPauseTimeoutMs)),
+                      "cgroup of VE " + ve);
+}
+
+bool V2Manager::frozen(const std::string& ve) const {
+  if (!check_ve_name(ve)) return false;
+  std::string d = dir(ve);
+  return is_frozen(freezer_files(d));
+}
+
 Status V2Manager::kill_all(const std::string& ve, int timeout_ms) {
   KAPSEL_TRY(check_ve_name(ve), "killing cgroup");
   std::string d = dir(ve);
@@ -108,8 +126,7 @@ Status V2Manager::kill_all(const std::string& ve, int timeout_ms) {
     // cgroup.kill (Linux 5.14) kills the whole subtree in the kernel, racing with no fork.
     auto st = fs::write_existing(d + "/cgroup.kill", "1");
     if (st || st.error().code != ENOENT) return st;
-    FreezerFiles freezer{d + "/cgroup.freeze", "1", "0", d + "/cgroup.events", "frozen 1"};
-    return freeze_kill_thaw([&] { return read_procs_recursive(d); }, freezer, deadline);
+    return freeze_kill_thaw([&] { return read_procs_recursive(d); }, freezer_files(d), deadline);
   };
   return kill_until_empty(
       kill_round, [&] { return empty(ve); }, timeout_ms, "cgroup of VE " + ve);

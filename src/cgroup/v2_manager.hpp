@@ -34,6 +34,8 @@ class V2Manager final : public Manager {
   [[nodiscard]] Result<std::vector<UniqueFd>> open_procs(const std::string& ve) override;
   [[nodiscard]] Result<std::vector<pid_t>> pids(const std::string& ve) override;
   [[nodiscard]] Status kill_all(const std::string& ve, int timeout_ms) override;
+  [[nodiscard]] Status freeze(const std::string& ve, bool frozen) override;
+  [[nodiscard]] bool frozen(const std::string& ve) const override;
   [[nodiscard]] Status destroy(const std::string& ve) override;
   [[nodiscard]] bool exists(const std::string& ve) const override;
   [[nodiscard]] std::vector<std::string> paths(const std::string& ve) const override;

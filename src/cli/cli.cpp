@@ -411,6 +411,32 @@ int run(int argc, char** argv) {
     };
   });
 
+  // pause, resume
+  auto* pause = app.add_subcommand("pause", "Freeze every process of a running VE");
+  pause->add_option("name", name, "VE name")->required();
+  pause->footer(
+      "The VE's processes stop where they are (the cgroup freezer; for UML guests, the guest\n"
+      "kernel) and use no CPU; memory, files and connections are kept. exec is refused until\n"
+      "`kapsel resume`; stop and destroy --force resume the VE first.\n\n"
+      "Example:\n  kapsel pause web1");
+  pause->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->pause(name);
+      if (st) say("paused VE " + name);
+      return report(st);
+    };
+  });
+  auto* resume = app.add_subcommand("resume", "Let a paused VE's processes run again");
+  resume->add_option("name", name, "VE name")->required();
+  resume->footer("Example:\n  kapsel resume web1");
+  resume->callback([&] {
+    action = [&] {
+      auto st = lifecycle()->resume(name);
+      if (st) say("resumed VE " + name);
+      return report(st);
+    };
+  });
+
   // exec
   driver::ExecRequest exec_req;
   auto* exec = app.add_subcommand(

@@ -109,6 +109,17 @@ class Driver {
                                          const store::RuntimeState& state,
                                          const ExecRequest& request) = 0;
 
+  // Freezes every process of a running VE where it stands, and lets them go on. A paused VE
+  // uses no CPU, and keeps its memory, files and connections. Refused (ErrorKind::state) where
+  // the host cannot freeze this kind.
+  [[nodiscard]] virtual Status pause(const store::VeConfig& config,
+                                     const store::RuntimeState& state) = 0;
+  [[nodiscard]] virtual Status resume(const store::VeConfig& config,
+                                      const store::RuntimeState& state) = 0;
+  // True if the running VE is paused now.
+  [[nodiscard]] virtual bool paused(const store::VeConfig& config,
+                                    const store::RuntimeState& state) = 0;
+
   // Removes whatever a VE whose monitor is gone left behind (processes, cgroups, runtime
   // files). Safe to call at any time the VE is not running; does nothing when clean.
   [[nodiscard]] virtual Status cleanup(const store::VeConfig& config) = 0;

@@ -1,4 +1,4 @@
-// A VE's nftables rules, in kapsel's own table `ip kapsel` and nowhere else: outbound NAT
+// A VE's nftables rules, in kapsel's own table `inet kapsel` and nowhere else: outbound NAT
 // (masquerade) for its address, DNAT for its published ports, and a filter that keeps it from
 // reaching other kapsel networks through the host. Each VE's rules are in four base chains of
 // its own, named after its host veth (kv...-pre, -out, -post, -fwd), so they are replaced and
@@ -23,7 +23,8 @@ struct VeNat {
   std::string bridge;
   Cidr address;  // the VE's, with its subnet's prefix
   std::vector<PublishSpec> publish;
-  // The subnets of every other kapsel network: traffic from the VE to them is dropped when
+  // The subnets of every other kapsel network (those of the VE's address family count): traffic
+  // from the VE to them is dropped when
   // the host forwards, so two bridges isolate their VEs. (Networks made after the VE started
   // are covered by their own VEs' rules, which drop the replies.)
   std::vector<Cidr> other_networks;

@@ -23,7 +23,12 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
 }  // namespace
 
 std::string PublishSpec::to_string() const {
-  std::string text = host_ip ? host_ip->to_string() + ":" : "";
+  std::string text;
+  if (host_ip) {
+    // An IPv6 address in brackets, as in URLs: its own colons would run into the ports'.
+    text = host_ip->family == AF_INET6 ? "[" + host_ip->to_string() + "]:"
+                                       : host_ip->to_string() + ":";
+  }
   return text + std::to_string(host_port) + ":" + std::to_string(ve_port) + "/" + protocol;
 }
 
@@ -55,8 +60,13 @@ Result<PublishSpec> parse_publish(std::string_view text) {
   spec.ve_port = *ve_port;
   spec.host_port = *host_port;
   if (host_colon != std::string_view::npos) {
-    auto ip = parse_address(rest.substr(0, host_colon));
-    if (!ip || ip->family != AF_INET) return bad("the host address must be IPv4");
+    std::string_view host = rest.substr(0, host_colon);
+    bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    if (bracketed) host = host.substr(1, host.size() - 2);
+    auto ip = parse_address(host);
+    if (!ip) return bad("the host address is not an IP address");
+    if (ip->family == AF_INET6 && !bracketed) return bad("an IPv6 host address goes in brackets");
+    if (ip->family == AF_INET && bracketed) return bad("only an IPv6 address goes in brackets");
     spec.host_ip = *ip;
   }
   return spec;
@@ -64,16 +74,29 @@ Result<PublishSpec> parse_publish(std::string_view text) {
 
 Status check_port_free(const PublishSpec& spec) {
   bool tcp = spec.protocol == "tcp";
-  UniqueFd sock(::socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0));
+  bool v6 = spec.host_ip && spec.host_ip->family == AF_INET6;
+  UniqueFd sock(
+      ::socket(v6 ? AF_INET6 : AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0));
   if (!sock) return errno_fail("checking port " + spec.to_string());
   int one = 1;
   // Connections of a finished server in TIME_WAIT do not hold the port.
   ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_port = htons(spec.host_port);
-  if (spec.host_ip) std::memcpy(&at.sin_addr, spec.host_ip->bytes.data(), 4);
-  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&at), sizeof at) == 0) return {};
+  // Without an address the IPv4 wildcard is tried: a dual-stack listener on [::] holds it too.
+  sockaddr_storage at{};
+  socklen_t length = sizeof(sockaddr_in);
+  if (v6) {
+    auto* at6 = reinterpret_cast<sockaddr_in6*>(&at);
+    at6->sin6_family = AF_INET6;
+    at6->sin6_port = htons(spec.host_port);
+    std::memcpy(&at6->sin6_addr, spec.host_ip->bytes.data(), 16);
+    length = sizeof(sockaddr_in6);
+  } else {
+    auto* at4 = reinterpret_cast<sockaddr_in*>(&at);
+    at4->sin_family = AF_INET;
+    at4->sin_port = htons(spec.host_port);
+    if (spec.host_ip) std::memcpy(&at4->sin_addr, spec.host_ip->bytes.data(), 4);
+  }
+  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&at), length) == 0) return {};
   if (errno == EADDRINUSE)
     return fail(ErrorKind::exists, "port " + std::to_string(spec.host_port) + "/" + spec.protocol +
                                        " of the host is already in use");

@@ -1,4 +1,5 @@
-// Published ports: --publish [HOSTIP:]HOSTPORT:VEPORT[/tcp|/udp], as Docker spells them.
+// Published ports: --publish [HOSTIP:]HOSTPORT:VEPORT[/tcp|/udp], as Docker spells them; an
+// IPv6 HOSTIP in brackets ([fd00::1]:8080:80).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,7 @@ struct PublishSpec {
   [[nodiscard]] bool clashes_with(const PublishSpec& other) const;
 };
 
-// A usage error naming `text` when it is malformed (IPv4 host addresses only, for now).
+// A usage error naming `text` when it is malformed.
 [[nodiscard]] Result<PublishSpec> parse_publish(std::string_view text);
 
 // Refuses (ErrorKind::exists) a host port that a socket on this host already holds.

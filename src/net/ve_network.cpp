@@ -52,6 +52,14 @@ Result<store::NetworkConfig> assign_network(NetworkStore& networks, const std::s
   }
   auto network = wanted == "bridge" ? networks.ensure_default() : networks.load(wanted.substr(7));
   if (!network) return tl::unexpected(network.error());
+  for (const auto& spec : specs) {
+    // No NAT translates between the families: such a port could never reach the VE.
+    if (spec.host_ip && spec.host_ip->family != network->subnet.address.family)
+      return fail(ErrorKind::usage, "--publish " + spec.to_string() + ": the host address is " +
+                                        (spec.host_ip->family == AF_INET ? "IPv4" : "IPv6") +
+                                        " but network " + network->name + " is " +
+                                        (spec.host_ip->family == AF_INET ? "IPv6" : "IPv4"));
+  }
   auto address = networks.lease(network->name, ve, requested);
   if (!address) return tl::unexpected(address.error());
   config.mode = "bridge";
@@ -69,7 +77,7 @@ Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
   if (!all) return tl::unexpected(all.error().context("network"));
   std::vector<Cidr> others;
   for (const auto& n : *all) {
-    if (n.name != config.network && n.subnet.address.family == AF_INET) others.push_back(n.subnet);
+    if (n.name != config.network) others.push_back(n.subnet);
   }
   KAPSEL_TRY(attach_ve(ve, config, netns_fd), "network");
   auto nat = ve_nat_of(ve, config, others);

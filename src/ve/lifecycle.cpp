@@ -226,7 +226,36 @@ Status Lifecycle::stop_locked(const store::VeConfig& config, const driver::StopO
   if (!*running) return fail(ErrorKind::state, "VE " + config.name + " is not running");
   auto drv = driver_for(config);
   if (!drv) return tl::unexpected(drv.error());
+  // A frozen init cannot act on its halt signal, and a frozen task is not killed until it
+  // thaws (v1 freezer): a paused VE is let go first, then stopped as any other.
+  if ((*drv)->paused(config, **running))
+    KAPSEL_TRY((*drv)->resume(config, **running), "stopping paused VE " + config.name);
   return with_context((*drv)->stop(config, **running, options), "stopping VE " + config.name);
+}
+
+Status Lifecycle::set_paused(const std::string& name, bool paused) {
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  const char* what = paused ? "pausing VE " : "resuming VE ";
+  auto running = reconcile(ve->config);
+  if (!running) return tl::unexpected(running.error());
+  if (!*running || (*running)->phase != store::Phase::running)
+    return fail(ErrorKind::state, what + name + ": it is not running");
+  auto drv = driver_for(ve->config);
+  if (!drv) return tl::unexpected(drv.error());
+  if ((*drv)->paused(ve->config, **running) == paused)
+    return fail(ErrorKind::state,
+                what + name + (paused ? ": it is already paused" : ": it is not paused"));
+  auto st = paused ? (*drv)->pause(ve->config, **running) : (*drv)->resume(ve->config, **running);
+  return with_context(st, what + name);
+}
+
+Status Lifecycle::pause(const std::string& name) {
+  return set_paused(name, true);
+}
+
+Status Lifecycle::resume(const std::string& name) {
+  return set_paused(name, false);
 }
 
 Status Lifecycle::stop(const std::string& name, const driver::StopOptions& options) {
@@ -266,6 +295,10 @@ Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& 
   }
   auto drv = driver_for(config);
   if (!drv) return tl::unexpected(drv.error());
+  // The command would join the frozen VE and hang until someone resumes it.
+  if ((*drv)->paused(config, state))
+    return fail(ErrorKind::state,
+                "VE " + name + " is paused (resume it with `kapsel resume " + name + "`)");
   return (*drv)->exec(config, state, request);
 }
 
@@ -377,6 +410,8 @@ Result<VeInfo> Lifecycle::status(const std::string& name) {
     info.runtime = runtime;
     info.state = std::string(store::to_string(runtime->phase));
     if (auto drv = driver_for(*config)) {
+      if (runtime->phase == store::Phase::running && (*drv)->paused(*config, *runtime))
+        info.state = "paused";
       if (auto n = (*drv)->process_count(*config, *runtime)) info.processes = *n;
       if (auto u = (*drv)->usage(*config, *runtime)) info.oom_kills = u->cgroup.oom_kills;
     }

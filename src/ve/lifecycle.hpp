@@ -34,7 +34,7 @@ struct CreateOptions {
 // What list and status show about one VE.
 struct VeInfo {
   store::VeConfig config;
-  std::string state = "stopped";  // stopped, starting, running, stopping
+  std::string state = "stopped";  // stopped, starting, running, paused, stopping
   std::optional<store::RuntimeState> runtime;
   std::optional<store::ExitRecord> last_exit;
   std::optional<std::size_t> processes;
@@ -64,6 +64,10 @@ class Lifecycle {
   [[nodiscard]] Status start(const std::string& name);
   [[nodiscard]] Status stop(const std::string& name, const driver::StopOptions& options);
   [[nodiscard]] Status restart(const std::string& name, const driver::StopOptions& options);
+  // Freezes a running VE's processes, and thaws them. Pausing a paused VE, or resuming one
+  // that is not paused, is ErrorKind::state, as with docker and runc.
+  [[nodiscard]] Status pause(const std::string& name);
+  [[nodiscard]] Status resume(const std::string& name);
   // Returns the command's exit status.
   [[nodiscard]] Result<int> exec(const std::string& name, const driver::ExecRequest& request);
   [[nodiscard]] Status destroy(const std::string& name, bool force);
@@ -106,6 +110,8 @@ class Lifecycle {
   [[nodiscard]] Result<std::optional<store::RuntimeState>> reconcile(const store::VeConfig& c);
   [[nodiscard]] Status stop_locked(const store::VeConfig& config,
                                    const driver::StopOptions& options);
+  // The running VE's state and driver for pause and resume, with the lock held.
+  [[nodiscard]] Status set_paused(const std::string& name, bool paused);
   // create() and start() with the lock held throughout, for run(): the new VE's lock is kept,
   // and the started VE's state returned, so that nothing is read back that was just written.
   [[nodiscard]] Result<LockedVe> create_locked(const CreateOptions& options,

@@ -80,12 +80,23 @@ class NetworkTest : public ::testing::Test {
     if (child == 0) {
       ::close(pipefd[0]);
       enter_netns("/run/netns/" + netns_);
-      int sock = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_port = htons(static_cast<std::uint16_t>(port));
-      ::inet_pton(AF_INET, address.c_str(), &to.sin_addr);
-      if (::connect(sock, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) ::_exit(1);
+      bool v6 = address.find(':') != std::string::npos;
+      int sock = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+      sockaddr_storage to{};
+      socklen_t length = sizeof(sockaddr_in);
+      if (v6) {
+        auto* to6 = reinterpret_cast<sockaddr_in6*>(&to);
+        to6->sin6_family = AF_INET6;
+        to6->sin6_port = htons(static_cast<std::uint16_t>(port));
+        ::inet_pton(AF_INET6, address.c_str(), &to6->sin6_addr);
+        length = sizeof(sockaddr_in6);
+      } else {
+        auto* to4 = reinterpret_cast<sockaddr_in*>(&to);
+        to4->sin_family = AF_INET;
+        to4->sin_port = htons(static_cast<std::uint16_t>(port));
+        ::inet_pton(AF_INET, address.c_str(), &to4->sin_addr);
+      }
+      if (::connect(sock, reinterpret_cast<sockaddr*>(&to), length) != 0) ::_exit(1);
       const char request[] = "GET / HTTP/1.0\r\n\r\n";
       if (::write(sock, request, sizeof request - 1) < 0) ::_exit(1);
       char buf[4096];
@@ -183,6 +194,70 @@ TEST_F(NetworkTest, PublishedPortReachesTheVeFromTheHostsLoopbackAndAddresses) {
   EXPECT_NE(again.err.find("8080/tcp is already published"), std::string::npos) << again;
 }
 
+TEST_F(NetworkTest, Ipv6NetworkOnTheSameModelWithNatAndPublishedPorts) {
+  // A second address of the test's "host", as on another interface of a real one.
+  ASSERT_EQ(in_netns("ip link add kpub6 type veth peer name kpub6p && "
+                     "ip addr add fd00:99::1/64 dev kpub6 nodad && ip link set kpub6 up")
+                .exit_code,
+            0);
+  ASSERT_EQ(k().run({"network", "create", "lab6", "--subnet", "fd00:88::/64"}).exit_code, 0);
+  EXPECT_EQ(network("lab6")["gateway"], "fd00:88::1");
+  ASSERT_TRUE(k().create_and_start("a6", {"--network", "bridge:lab6"}));
+  ASSERT_TRUE(
+      k().create_and_start("b6", {"--network", "bridge:lab6", "--ip", "fd00:88::50", "--publish",
+                                  "8080:80", "--publish", "[fd00:99::1]:9090:80"}));
+  EXPECT_EQ(address_of("a6"), "fd00:88::2");
+  EXPECT_EQ(address_of("b6"), "fd00:88::50");
+  EXPECT_NE(k().sh("a6", "ip -6 route show default").out.find("default via fd00:88::1"),
+            std::string::npos)
+      << k().sh("a6", "ip -6 route");
+
+  // ICMPv6 to the other VE and to the gateway; TCP between them.
+  auto ping = k().sh("a6", "ping -6 -c1 -W2 fd00:88::50 && ping -6 -c1 -W2 fd00:88::1");
+  EXPECT_EQ(ping.exit_code, 0) << ping;
+  auto serve = k().sh("b6",
+                      "mkdir -p /www && echo served-over-ipv6 > /www/index.html && "
+                      "httpd -p 80 -h /www");
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  auto fetch = k().sh("a6",
+                      "for i in $(seq 50); do out=$(wget -q -O - 'http://[fd00:88::50]/') && "
+                      "echo \"$out\" && exit 0; sleep 0.1; done; exit 1");
+  EXPECT_EQ(fetch.exit_code, 0) << fetch;
+  EXPECT_EQ(fetch.out, "served-over-ipv6\n");
+
+  // From the host side: at the VE's address, and through the published ports at the host's
+  // own addresses (the bridge's, and the other interface's).
+  for (const auto& [address, port] : std::vector<std::pair<std::string, int>>{
+           {"fd00:88::50", 80}, {"fd00:88::1", 8080}, {"fd00:99::1", 8080}, {"fd00:99::1", 9090}}) {
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      body = http_get(address, port);
+      return !body.empty();
+    })) << address
+        << ":" << port;
+    EXPECT_NE(body.find("served-over-ipv6"), std::string::npos) << address << ":" << port << body;
+  }
+  EXPECT_EQ(http_get("fd00:88::1", 9090), "") << "9090 was published on fd00:99::1 only";
+  auto rules = in_netns("nft list table inet kapsel").out;
+  EXPECT_NE(rules.find("ip6 saddr fd00:88::50 ip6 daddr != fd00:88::/64 masquerade"),
+            std::string::npos)
+      << rules;
+  EXPECT_NE(k().run({"status", "b6"}).out.find("[fd00:99::1]:9090:80/tcp"), std::string::npos);
+
+  // No NAT translates between the families: such a port is refused, and nothing is leased.
+  auto cross =
+      k().run({"create", "c6", "--network", "bridge:lab6", "--publish", "127.0.0.1:7070:80"});
+  EXPECT_EQ(cross.exit_code, 2) << cross;
+  EXPECT_NE(cross.err.find("the host address is IPv4 but network lab6 is IPv6"), std::string::npos)
+      << cross;
+  EXPECT_EQ(network("lab6")["leases"].size(), 2u);
+
+  ASSERT_EQ(k().run({"destroy", "--force", "a6"}).exit_code, 0);
+  ASSERT_EQ(k().run({"destroy", "--force", "b6"}).exit_code, 0);
+  EXPECT_EQ(in_netns("nft list ruleset | grep -c kv").out, "0\n");
+  EXPECT_EQ(network("lab6")["leases"].size(), 0u);
+}
+
 TEST_F(NetworkTest, FiftyVesGetDistinctAddressesStableAcrossRestart) {
   std::set<std::string> addresses;
   for (int i = 0; i < 50; ++i) {
@@ -214,10 +289,10 @@ TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
   ASSERT_TRUE(k().create_and_start("x", {"--network", "bridge", "--publish", "8081:80"}));
   std::string veth = net::host_veth_name("x");
   EXPECT_TRUE(link_exists(veth));
-  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth + "-pre"), std::string::npos);
+  EXPECT_NE(in_netns("nft list table inet kapsel").out.find(veth + "-pre"), std::string::npos);
   ASSERT_EQ(k().run({"stop", "x"}).exit_code, 0);
   EXPECT_FALSE(link_exists(veth));
-  EXPECT_EQ(in_netns("nft list table ip kapsel").out.find(veth), std::string::npos);
+  EXPECT_EQ(in_netns("nft list table inet kapsel").out.find(veth), std::string::npos);
   EXPECT_TRUE(network("kapsel0")["leases"].contains("x"));  // kept while the VE exists
   ASSERT_EQ(k().run({"destroy", "x"}).exit_code, 0);
   EXPECT_FALSE(network("kapsel0")["leases"].contains("x"));
@@ -225,7 +300,7 @@ TEST_F(NetworkTest, StopDestroyAndAKilledMonitorLeaveNoVethLeaseOrRule) {
   // A monitor killed outright cannot clean up; gc does.
   ASSERT_TRUE(k().create_and_start("y", {"--network", "bridge", "--publish", "8082:80"}));
   std::string veth_y = net::host_veth_name("y");
-  EXPECT_NE(in_netns("nft list table ip kapsel").out.find(veth_y), std::string::npos);
+  EXPECT_NE(in_netns("nft list table inet kapsel").out.find(veth_y), std::string::npos);
   int monitor = k().status("y")["monitor_pid"];
   ASSERT_EQ(::kill(monitor, SIGKILL), 0);
   ASSERT_TRUE(eventually([&] { return !process_alive(monitor); }));

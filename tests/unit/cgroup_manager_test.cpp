@@ -319,6 +319,24 @@ TEST_F(CgroupV2FakeTest, KillAllWithoutCgroupKillFreezesKillsAndThaws) {
   EXPECT_EQ(get(ve_ + "/cgroup.freeze"), "0");
 }
 
+TEST_F(CgroupV2FakeTest, FreezeWritesCgroupFreezeAndReadsTheStateFromCgroupEvents) {
+  ASSERT_TRUE(m_->create("web1"));
+  add_kernel_files(ve_, "1");
+  EXPECT_FALSE(m_->frozen("web1"));
+  // Written without truncation, as the kernel's files need: start empty to see each value.
+  put(ve_ + "/cgroup.freeze", "");
+  // The fake kernel reports the freeze done at once.
+  put(ve_ + "/cgroup.events", "populated 1\nfrozen 1\n");
+  ASSERT_TRUE(m_->freeze("web1", true));
+  EXPECT_EQ(get(ve_ + "/cgroup.freeze"), "1");
+  EXPECT_TRUE(m_->frozen("web1"));
+  put(ve_ + "/cgroup.events", "populated 1\nfrozen 0\n");
+  ASSERT_TRUE(m_->freeze("web1", false));
+  EXPECT_EQ(get(ve_ + "/cgroup.freeze"), "0");
+  EXPECT_FALSE(m_->frozen("web1"));
+  EXPECT_FALSE(m_->frozen("../web1"));
+}
+
 TEST_F(CgroupV2FakeTest, DestroyRemovesTheCgroupAndNestedOnesButKeepsTheParent) {
   ASSERT_TRUE(m_->create("web1"));
   ASSERT_TRUE(fs::make_dirs(ve_ + "/inner/deeper"));
@@ -423,6 +441,30 @@ TEST_F(CgroupV1FakeTest, KillAllFreezesAndAlwaysThaws) {
 
   put(root_ + "/memory/kapsel/web1/cgroup.procs", "");
   EXPECT_TRUE(m_->kill_all("web1", 50));
+}
+
+TEST_F(CgroupV1FakeTest, FreezeUsesTheFreezerHierarchy) {
+  ASSERT_TRUE(m_->create("web1"));
+  std::string state = root_ + "/freezer/kapsel/web1/freezer.state";
+  put(state, "");
+  EXPECT_FALSE(m_->frozen("web1"));
+  ASSERT_TRUE(m_->freeze("web1", true));
+  EXPECT_EQ(get(state), "FROZEN");
+  EXPECT_TRUE(m_->frozen("web1"));
+  ASSERT_TRUE(m_->freeze("web1", false));
+  EXPECT_EQ(get(state), "THAWED");
+  EXPECT_FALSE(m_->frozen("web1"));
+}
+
+TEST_F(CgroupTest, FreezeWithoutAFreezerHierarchyIsAStateError) {
+  auto m = probe_text(v1_line(82, "pids", "pids"), root_);
+  ASSERT_TRUE(m) << m.error().message;
+  ASSERT_TRUE((*m)->create("web1"));
+  auto st = (*m)->freeze("web1", true);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().kind, ErrorKind::state);
+  EXPECT_NE(st.error().message.find("no cgroup freezer"), std::string::npos) << st.error().message;
+  EXPECT_FALSE((*m)->frozen("web1"));
 }
 
 TEST_F(CgroupV1FakeTest, DestroyRemovesEveryHierarchysCgroup) {

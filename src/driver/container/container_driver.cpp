@@ -1434,6 +1434,25 @@ Result<std::size_t> ContainerDriver::process_count(const store::VeConfig& config
   return pids->size();
 }
 
+// The cgroup freezer: every process of the VE, exec'd ones included, is in its cgroup. The
+// monitor and the /proc service are not, so they go on answering for a paused VE.
+Status ContainerDriver::pause(const store::VeConfig& config, const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  return (*cg)->freeze(config.name, true);
+}
+
+Status ContainerDriver::resume(const store::VeConfig& config, const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  return (*cg)->freeze(config.name, false);
+}
+
+bool ContainerDriver::paused(const store::VeConfig& config, const store::RuntimeState& state) {
+  auto cg = ctx_.cgroups(state.cgroup_parent);
+  return cg && (*cg)->frozen(config.name);
+}
+
 Status ContainerDriver::check_limits(const cgroup::Limits& limits) {
   if (limits.empty()) return {};
   auto cg = ctx_.cgroups();

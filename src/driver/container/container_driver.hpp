@@ -20,6 +20,12 @@ class ContainerDriver final : public Driver {
                             const StopOptions& options) override;
   [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
                                  const ExecRequest& request) override;
+  [[nodiscard]] Status pause(const store::VeConfig& config,
+                             const store::RuntimeState& state) override;
+  [[nodiscard]] Status resume(const store::VeConfig& config,
+                              const store::RuntimeState& state) override;
+  [[nodiscard]] bool paused(const store::VeConfig& config,
+                            const store::RuntimeState& state) override;
   [[nodiscard]] Status cleanup(const store::VeConfig& config) override;
   [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config,
                                                   const store::RuntimeState& state) override;
