@@ -381,7 +381,13 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (command == "pause" || command == "resume") {
-    return fail_with(Error{ErrorKind::usage, 0, command + " is not supported yet"});
+    auto a = parse({});
+    if (!a) return fail_with(a.error());
+    auto id = need_id(*a, command.c_str());
+    if (!id) return fail_with(id.error());
+    auto st = command == "pause" ? rt.pause(*id) : rt.resume(*id);
+    if (!st) return fail_with(st.error());
+    return 0;
   }
   if (command == "checkpoint" || command == "restore" || command == "update" || command == "events")
     return fail_with(Error{ErrorKind::usage, 0, command + " is not supported by kapsel-runc"});

@@ -63,16 +63,18 @@ std::string absolute(const std::string& path) {
 
 }  // namespace
 
-std::string_view to_string(Status4 s) {
+std::string_view to_string(ContainerStatus s) {
   switch (s) {
-    case Status4::creating:
+    case ContainerStatus::creating:
       return "creating";
-    case Status4::created:
+    case ContainerStatus::created:
       return "created";
-    case Status4::running:
+    case ContainerStatus::running:
       return "running";
-    case Status4::stopped:
+    case ContainerStatus::stopped:
       return "stopped";
+    case ContainerStatus::paused:
+      return "paused";
   }
   return "unknown";
 }
@@ -85,7 +87,7 @@ std::string ContainerState::to_json() const {
             {"rootfs", ""},
             {"created", rfc3339(created)},
             {"owner", ""}};
-  if (status != Status4::stopped) j["pid"] = pid;
+  if (status != ContainerStatus::stopped) j["pid"] = pid;
   j["annotations"] = annotations.empty() ? json::object() : json(annotations);
   return j.dump(2);
 }
@@ -145,12 +147,19 @@ Result<Runtime::Loaded> Runtime::load(const std::string& id) {
   s.annotations = c.spec.annotations;
   s.created = c.config.created;
   if (!c.runtime) {
-    s.status = Status4::creating;
+    s.status = ContainerStatus::creating;
   } else if (running(c.runtime->init)) {
     s.pid = c.runtime->init.pid;
-    s.status = fs::exists(c.config.bundle->start_fifo) ? Status4::created : Status4::running;
+    s.status = fs::exists(c.config.bundle->start_fifo) ? ContainerStatus::created
+                                                       : ContainerStatus::running;
+    if (s.status == ContainerStatus::running) {
+      driver::Context ctx(store_, c.runtime->cgroup_parent);
+      if (auto drv = driver::make_driver("container", ctx);
+          drv && (*drv)->paused(c.config, *c.runtime))
+        s.status = ContainerStatus::paused;
+    }
   } else {
-    s.status = Status4::stopped;
+    s.status = ContainerStatus::stopped;
   }
   return c;
 }
@@ -223,12 +232,11 @@ Status Runtime::create(const std::string& id, const CreateRequest& request) {
   ContainerState s;
   s.oci_version = spec->oci_version;
   s.id = id;
-  s.status = Status4::created;
   s.pid = started->init.pid;
   s.bundle = bundle;
   s.annotations = spec->annotations;
   s.created = config.created;
-  s.status = Status4::creating;
+  s.status = ContainerStatus::creating;
   Status hooks = run_hooks(spec->hooks.prestart, s.to_json(), "prestart hook");
   if (hooks) hooks = run_hooks(spec->hooks.create_runtime, s.to_json(), "createRuntime hook");
   if (hooks) hooks = run_hooks(spec->hooks.create_container, s.to_json(), "createContainer hook");
@@ -244,7 +252,7 @@ Status Runtime::start(const std::string& id) {
   if (!lock) return tl::unexpected(lock.error());
   auto c = load(id);
   if (!c) return tl::unexpected(c.error());
-  if (c->state.status != Status4::created)
+  if (c->state.status != ContainerStatus::created)
     return fail(ErrorKind::state, "container " + id + " is " +
                                       std::string(to_string(c->state.status)) +
                                       ", not created: cannot start it");
@@ -261,7 +269,7 @@ Status Runtime::start(const std::string& id) {
       return fail(ErrorKind::failure, "container " + id + " did not start (its init is gone)");
   }
   (void)::unlink(fifo.c_str());
-  c->state.status = Status4::running;
+  c->state.status = ContainerStatus::running;
   // The spec: a poststart hook's failure is logged, and the operation goes on.
   if (auto st = run_hooks(c->spec.hooks.poststart, c->state.to_json(), "poststart hook"); !st)
     std::fprintf(stderr, "kapsel-runc: warning: %s\n", st.error().message.c_str());
@@ -277,7 +285,7 @@ Result<ContainerState> Runtime::state(const std::string& id) {
 Status Runtime::kill(const std::string& id, int signal, bool all) {
   auto c = load(id);
   if (!c) return tl::unexpected(c.error());
-  if (c->state.status != Status4::created && c->state.status != Status4::running)
+  if (c->state.status == ContainerStatus::stopped || c->state.status == ContainerStatus::creating)
     return fail(ErrorKind::state, "container " + id + " is " +
                                       std::string(to_string(c->state.status)) +
                                       ": cannot send it a signal");
@@ -298,6 +306,11 @@ Status Runtime::kill(const std::string& id, int signal, bool all) {
 Status Runtime::destroy(Loaded& c) {
   const std::string& id = c.state.id;
   driver::Context ctx(store_, c.runtime ? c.runtime->cgroup_parent : std::string("kapsel-runc"));
+  if (c.runtime && c.state.status == ContainerStatus::paused) {
+    // A frozen process dies of SIGKILL only once thawed.
+    if (auto drv = driver::make_driver("container", ctx))
+      (void)(*drv)->resume(c.config, *c.runtime);
+  }
   if (c.runtime) {
     if (auto fd = proc::open_pidfd(c.runtime->init)) {
       (void)proc::signal_pidfd(fd->get(), SIGKILL);
@@ -310,12 +323,42 @@ Status Runtime::destroy(Loaded& c) {
   auto drv = driver::make_driver("container", ctx);
   if (!drv) return tl::unexpected(drv.error());
   KAPSEL_TRY((*drv)->cleanup(c.config), "deleting container " + id);
-  c.state.status = Status4::stopped;
+  c.state.status = ContainerStatus::stopped;
   c.state.pid = 0;
   Status hooks = run_hooks(c.spec.hooks.poststop, c.state.to_json(), "poststop hook");
   KAPSEL_TRY(store_.remove_ve(id), "deleting container " + id);
   if (!hooks) std::fprintf(stderr, "kapsel-runc: warning: %s\n", hooks.error().message.c_str());
   return {};
+}
+
+Status Runtime::pause(const std::string& id) {
+  auto lock = store_.lock(id);
+  if (!lock) return tl::unexpected(lock.error());
+  auto c = load(id);
+  if (!c) return tl::unexpected(c.error());
+  if (c->state.status != ContainerStatus::running)
+    return fail(ErrorKind::state, "container " + id + " is " +
+                                      std::string(to_string(c->state.status)) +
+                                      ", not running: cannot pause it");
+  driver::Context ctx(store_, c->runtime->cgroup_parent);
+  auto drv = driver::make_driver("container", ctx);
+  if (!drv) return tl::unexpected(drv.error());
+  return with_context((*drv)->pause(c->config, *c->runtime), "pausing container " + id);
+}
+
+Status Runtime::resume(const std::string& id) {
+  auto lock = store_.lock(id);
+  if (!lock) return tl::unexpected(lock.error());
+  auto c = load(id);
+  if (!c) return tl::unexpected(c.error());
+  if (c->state.status != ContainerStatus::paused)
+    return fail(ErrorKind::state, "container " + id + " is " +
+                                      std::string(to_string(c->state.status)) +
+                                      ", not paused: cannot resume it");
+  driver::Context ctx(store_, c->runtime->cgroup_parent);
+  auto drv = driver::make_driver("container", ctx);
+  if (!drv) return tl::unexpected(drv.error());
+  return with_context((*drv)->resume(c->config, *c->runtime), "resuming container " + id);
 }
 
 Status Runtime::remove(const std::string& id, bool force) {
@@ -329,7 +372,8 @@ Status Runtime::remove(const std::string& id, bool force) {
     }
     return tl::unexpected(c.error());
   }
-  if (c->state.status == Status4::running && !force)
+  if ((c->state.status == ContainerStatus::running || c->state.status == ContainerStatus::paused) &&
+      !force)
     return fail(ErrorKind::state,
                 "container " + id + " is running: stop it first, or use delete --force");
   KAPSEL_TRY(destroy(*c), "delete");
@@ -340,7 +384,7 @@ Status Runtime::remove(const std::string& id, bool force) {
 Result<int> Runtime::exec(const std::string& id, const ExecProcess& request) {
   auto c = load(id);
   if (!c) return tl::unexpected(c.error());
-  if (c->state.status != Status4::running && c->state.status != Status4::created)
+  if (c->state.status != ContainerStatus::running && c->state.status != ContainerStatus::created)
     return fail(ErrorKind::state, "container " + id + " is " +
                                       std::string(to_string(c->state.status)) +
                                       ": cannot exec in it");

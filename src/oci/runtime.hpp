@@ -18,14 +18,15 @@
 
 namespace kapsel::oci {
 
-// runtime.md "State": status is one of these four.
-enum class Status4 { creating, created, running, stopped };
-[[nodiscard]] std::string_view to_string(Status4 s);
+// runtime.md "State": status is one of the spec's four, or runc's "paused" (a running container
+// whose processes are frozen, which engines expect to see).
+enum class ContainerStatus { creating, created, running, stopped, paused };
+[[nodiscard]] std::string_view to_string(ContainerStatus s);
 
 struct ContainerState {
   std::string oci_version;
   std::string id;
-  Status4 status = Status4::creating;
+  ContainerStatus status = ContainerStatus::creating;
   pid_t pid = 0;  // 0 once stopped
   std::string bundle;
   std::map<std::string, std::string> annotations;
@@ -58,6 +59,9 @@ class Runtime {
   [[nodiscard]] Result<ContainerState> state(const std::string& id);
   [[nodiscard]] Status kill(const std::string& id, int signal, bool all);
   [[nodiscard]] Status remove(const std::string& id, bool force);
+  // Freezes every process of a running container (the driver's pause: the cgroup freezer).
+  [[nodiscard]] Status pause(const std::string& id);
+  [[nodiscard]] Status resume(const std::string& id);
   // Returns the process's exit status (0 at once with `detach`).
   [[nodiscard]] Result<int> exec(const std::string& id, const ExecProcess& request);
   [[nodiscard]] Result<std::vector<pid_t>> pids(const std::string& id);

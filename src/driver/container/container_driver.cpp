@@ -243,12 +243,6 @@ int rlimit_resource(const std::string& name) {
   if (b.has_namespace("cgroup") && b.namespace_path("cgroup").empty() &&
       ::unshare(CLONE_NEWCGROUP) != 0)
     init_fail(a.error_fd, errno_fail("cgroup namespace").value());
-  for (const auto& [key, value] : b.sysctl) {
-    std::string path = "/proc/sys/" + key;
-    std::replace(path.begin() + 10, path.end(), '.', '/');
-    if (auto st = fs::write_existing(path, value); !st)
-      init_fail(a.error_fd, st.error().context("sysctl " + key));
-  }
   for (const auto& r : p.rlimits) {
     struct rlimit lim {
       r.soft, r.hard

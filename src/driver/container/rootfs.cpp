@@ -10,9 +10,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string_view>
 #include <tuple>
 
@@ -434,6 +436,23 @@ Status bundle_mount(int root, const std::string& bundle_dir, const store::Bundle
   return {};
 }
 
+// linux.sysctl through the container's own /proc (mounted by the bundle's mounts), before its
+// read-only paths (/proc/sys among them) are made read-only, as runc does.
+Status write_sysctls(int root, const std::map<std::string, std::string>& sysctl) {
+  for (const auto& [key, value] : sysctl) {
+    std::string rel = "proc/sys/" + key;
+    std::replace(rel.begin() + 9, rel.end(), '.', '/');
+    struct open_how how {};
+    how.flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how)));
+    if (!fd) return errno_fail("sysctl " + key + ": opening /" + rel);
+    if (::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+      return errno_fail("sysctl " + key + ": writing " + value);
+  }
+  return {};
+}
+
 unsigned long propagation_flags(const std::string& name) {
   if (name == "private") return MS_PRIVATE;
   if (name == "rprivate") return MS_PRIVATE | MS_REC;
@@ -505,6 +524,7 @@ Status setup_bundle_rootfs(const store::BundleConfig& bundle, const std::string&
   trace::point("init: bundle mounts");
   KAPSEL_TRY(bundle_default_devices(root.get(), console), "dev");
   for (const auto& d : bundle.devices) KAPSEL_TRY(bundle_device(root.get(), d), "devices");
+  KAPSEL_TRY(write_sysctls(root.get(), bundle.sysctl), "linux.sysctl");
   KAPSEL_TRY(mask_paths(root.get(), bundle.masked_paths, bundle.readonly_paths),
              "masked and read-only paths");
   if (bundle.no_pivot) {
