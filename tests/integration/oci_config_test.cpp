@@ -93,6 +93,7 @@ TEST_F(OciConfigTest, MountsWithOptions) {
 TEST_F(OciConfigTest, NamespacesAreThoseListed) {
   // Without a network namespace of its own the container sees the host's interfaces.
   OciBundle b({"sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid"});
+  b.config.erase("hostname");  // needs a uts namespace
   auto& ns = b.config["linux"]["namespaces"];
   ns = nlohmann::json::array({{{"type", "pid"}}, {{"type", "mount"}}});
   auto out = run_to_end("ns1", b);
@@ -140,9 +141,10 @@ TEST_F(OciConfigTest, ResourcesBecomeCgroupLimits) {
 
 TEST_F(OciConfigTest, MaskedAndReadonlyPaths) {
   OciBundle b({"sh", "-c",
-               "cat /proc/kcore 2>&1 | wc -c; ls /sys/firmware | wc -l; "
+               "cat /proc/cpuinfo | wc -c; ls /sys/kernel | wc -l; "
                "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro"});
-  // The default spec masks /proc/kcore and /sys/firmware and protects /proc/sys.
+  b.config["linux"]["maskedPaths"] = {"/proc/cpuinfo", "/sys/kernel", "/proc/no-such-file"};
+  b.config["linux"]["readonlyPaths"] = {"/proc/sys"};
   EXPECT_EQ(run_to_end("mask1", b), "0\n0\nro\n");
 }
 
