@@ -155,11 +155,16 @@ TEST_F(OciConfigTest, SysctlIsSetInTheContainersNamespace) {
   EXPECT_EQ(run_to_end("sysctl1", b), "1\n");
 }
 
-TEST_F(OciConfigTest, DevicesAreMade) {
-  OciBundle b({"sh", "-c", "ls -ln /dev/mynull | cut -c1; echo x > /dev/mynull && echo ok"});
+TEST_F(OciConfigTest, DevicesAreMadeAndMayBeOpened) {
+  // /dev/fuse's numbers, which kapsel's default device rules do not allow.
+  OciBundle b({"sh", "-c",
+               "ls -ln /dev/myfuse | cut -c1; exec 3<>/dev/myfuse && echo opened; "
+               "(exec 4<>/dev/other) 2>/dev/null || echo refused"});
   b.config["linux"]["devices"] = {
-      {{"path", "/dev/mynull"}, {"type", "c"}, {"major", 1}, {"minor", 3}, {"fileMode", 0666}}};
-  EXPECT_EQ(run_to_end("dev1", b), "c\nok\n");
+      {{"path", "/dev/myfuse"}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"fileMode", 0666}},
+      {{"path", "/dev/other"}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"fileMode", 0}}};
+  b.config["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
+  EXPECT_EQ(run_to_end("dev1", b), "c\nopened\nrefused\n");
 }
 
 TEST_F(OciConfigTest, SeccompInTheSpecsFormat) {
