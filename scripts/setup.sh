@@ -18,6 +18,9 @@ packages=(
   # template's shared ext4 disk image without root or a loop device
   user-mode-linux e2fsprogs
 )
+# Test-time only: the OCI surface's tests run containerd and Podman through kapsel-runc, and
+# compare with runc (tests/integration/oci_engines_test.cpp, bench/oci.sh).
+packages+=(containerd podman runc)
 if [[ "${1:-}" == "--with-bench" ]]; then
   # the established tools the benchmarks compare kapsel with, and what they measure with
   packages+=(runc lxc bubblewrap iperf3 jq)

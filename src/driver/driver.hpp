@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,18 @@ struct ExecRequest {
   std::vector<std::string> env;  // KEY=VALUE, added to the VE's default environment
   std::string cwd = "/";
   bool tty = false;  // allocate a pty in the VE and relay the caller's terminal to it
+  // What the OCI surface's exec needs besides (all unset: as `kapsel exec`):
+  bool whole_env = false;  // `env` is the whole environment, not additions to the VE's default
+  std::optional<std::uint32_t> uid;  // run as this user (and `gid`, `groups`) instead of root
+  std::uint32_t gid = 0;
+  std::vector<std::uint32_t> groups;
+  // With `tty`: the pty's master is given to this instead of being relayed to the caller's
+  // terminal.
+  std::function<Status(int master)> pty_master;
+  // Called with the command's host pid once it runs; with `detach`, exec returns 0 then,
+  // without waiting for the command (which the caller's subreaper inherits).
+  std::function<void(pid_t)> started;
+  bool detach = false;
 };
 
 // What a running VE uses now, for stats and top.

@@ -2,6 +2,27 @@
 
 #include <nlohmann/json.hpp>
 
+// nlohmann::json 3.11 has no std::optional: unset is null, or left out.
+namespace nlohmann {
+template <class T>
+struct adl_serializer<std::optional<T>> {
+  static void to_json(json& j, const std::optional<T>& v) {
+    if (v) {
+      j = *v;
+    } else {
+      j = nullptr;
+    }
+  }
+  static void from_json(const json& j, std::optional<T>& v) {
+    if (j.is_null()) {
+      v.reset();
+    } else {
+      v = j.get<T>();
+    }
+  }
+};
+}  // namespace nlohmann
+
 namespace kapsel::store {
 
 using nlohmann::json;
@@ -29,6 +50,71 @@ void to_json(json& j, const VeConfig& c) {
   if (!c.limits.empty()) j["limits"] = c.limits;
   if (!c.security.is_default()) j["security"] = c.security;
   if (c.network.mode != "none") j["network"] = c.network;
+  if (c.bundle) j["bundle"] = *c.bundle;
+}
+
+bool BundleConfig::has_namespace(std::string_view type) const {
+  for (const auto& ns : namespaces) {
+    if (ns.type == type) return true;
+  }
+  return false;
+}
+
+std::string BundleConfig::namespace_path(std::string_view type) const {
+  for (const auto& ns : namespaces) {
+    if (ns.type == type) return ns.path;
+  }
+  return {};
+}
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleMount, destination, type, source, options)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleRlimit, type, soft, hard)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleProcess, args, env, cwd, uid, gid,
+                                                additional_gids, umask, terminal, no_new_privileges,
+                                                oom_score_adj, rlimits)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleNamespace, type, path)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleDevice, path, type, major, minor, mode, uid,
+                                                gid)
+
+void to_json(json& j, const BundleConfig& b) {
+  j = json{{"bundle", b.bundle},
+           {"rootfs", b.rootfs},
+           {"readonly", b.readonly},
+           {"process", b.process},
+           {"mounts", b.mounts},
+           {"namespaces", b.namespaces},
+           {"devices", b.devices},
+           {"masked_paths", b.masked_paths},
+           {"readonly_paths", b.readonly_paths},
+           {"rootfs_propagation", b.rootfs_propagation},
+           {"domainname", b.domainname},
+           {"sysctl", b.sysctl},
+           {"personality", b.personality},
+           {"start_fifo", b.start_fifo},
+           {"console_socket", b.console_socket},
+           {"preserve_fds", b.preserve_fds},
+           {"no_pivot", b.no_pivot}};
+}
+
+void from_json(const json& j, BundleConfig& b) {
+  BundleConfig d;
+  b.bundle = j.value("bundle", d.bundle);
+  b.rootfs = j.value("rootfs", d.rootfs);
+  b.readonly = j.value("readonly", d.readonly);
+  b.process = j.value("process", d.process);
+  b.mounts = j.value("mounts", d.mounts);
+  b.namespaces = j.value("namespaces", d.namespaces);
+  b.devices = j.value("devices", d.devices);
+  b.masked_paths = j.value("masked_paths", d.masked_paths);
+  b.readonly_paths = j.value("readonly_paths", d.readonly_paths);
+  b.rootfs_propagation = j.value("rootfs_propagation", d.rootfs_propagation);
+  b.domainname = j.value("domainname", d.domainname);
+  b.sysctl = j.value("sysctl", d.sysctl);
+  b.personality = j.value("personality", d.personality);
+  b.start_fifo = j.value("start_fifo", d.start_fifo);
+  b.console_socket = j.value("console_socket", d.console_socket);
+  b.preserve_fds = j.value("preserve_fds", d.preserve_fds);
+  b.no_pivot = j.value("no_pivot", d.no_pivot);
 }
 
 void to_json(json& j, const NetworkConfig& n) {
@@ -114,6 +200,7 @@ Result<VeConfig> parse_config(std::string_view text) {
       c.network.mac = net.value("mac", "");
       c.network.publish = net.value("publish", std::vector<std::string>{});
     }
+    if (j.contains("bundle")) c.bundle = j.at("bundle").get<BundleConfig>();
   });
 }
 

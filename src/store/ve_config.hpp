@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,6 +59,84 @@ struct NetworkConfig {
   [[nodiscard]] bool is_bridge() const { return mode == "bridge"; }
 };
 
+// A container described by an OCI bundle (src/oci fills it from config.json): instead of a
+// template's overlay and kapsel's own init, the bundle's root file system, mounts and process.
+// The driver runs it like any container VE, with these differences: only the mounts listed here
+// (and the spec's default devices), only the namespaces listed, and init waits until `start`.
+struct BundleMount {
+  std::string destination;  // absolute, in the container
+  std::string type;         // "bind" for binds (or a "bind"/"rbind" option)
+  std::string source;
+  std::vector<std::string> options;  // fstab-style: ro, nosuid, rbind, rprivate, size=65536k...
+};
+
+struct BundleRlimit {
+  std::string type;  // "RLIMIT_NOFILE"
+  std::uint64_t soft = 0;
+  std::uint64_t hard = 0;
+};
+
+struct BundleProcess {
+  std::vector<std::string> args;
+  std::vector<std::string> env;  // KEY=VALUE, the whole environment
+  std::string cwd = "/";
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::vector<std::uint32_t> additional_gids;
+  std::optional<std::uint32_t> umask;
+  bool terminal = false;
+  bool no_new_privileges = false;
+  std::optional<int> oom_score_adj;
+  std::vector<BundleRlimit> rlimits;
+};
+
+// One entry of linux.namespaces: a namespace to make ("pid", "network", "mount", "ipc", "uts",
+// "cgroup", "user"), or with `path` one to join.
+struct BundleNamespace {
+  std::string type;
+  std::string path;
+};
+
+// A device node made in the container's /dev (linux.devices).
+struct BundleDevice {
+  std::string path;  // absolute, under /dev
+  char type = 'c';   // 'c', 'b', 'u' (= c) or 'p'
+  std::int64_t major = 0;
+  std::int64_t minor = 0;
+  std::uint32_t mode = 0666;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+};
+
+struct BundleConfig {
+  std::string bundle;  // the bundle directory, absolute
+  std::string rootfs;  // root.path, absolute
+  bool readonly = false;
+  BundleProcess process;
+  std::vector<BundleMount> mounts;
+  std::vector<BundleNamespace> namespaces;
+  std::vector<BundleDevice> devices;
+  std::vector<std::string> masked_paths;
+  std::vector<std::string> readonly_paths;
+  std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared"...
+  std::string domainname;
+  std::map<std::string, std::string> sysctl;
+  std::string personality;  // "", "LINUX" or "LINUX32"
+  // init opens this FIFO for writing once everything is ready, which blocks until `start` opens
+  // it for reading (the spec's "created" state).
+  std::string start_fifo;
+  // With process.terminal: where the pty's master is sent (SCM_RIGHTS), as runc does.
+  std::string console_socket;
+  // The caller's stdin, stdout and stderr are init's (without a terminal), and descriptors
+  // 3..3+preserve_fds-1 are passed on too.
+  int preserve_fds = 0;
+  bool no_pivot = false;
+
+  [[nodiscard]] bool has_namespace(std::string_view type) const;
+  // The path of a namespace to join, or "" (made new, or not at all).
+  [[nodiscard]] std::string namespace_path(std::string_view type) const;
+};
+
 struct VeConfig {
   std::string name;
   std::string kind = "container";
@@ -72,6 +151,8 @@ struct VeConfig {
   SecurityConfig security;
   // Configs from before networking parse as "none", as those VEs were made.
   NetworkConfig network;
+  // Set for a container made from an OCI bundle (`kapsel oci create`).
+  std::optional<BundleConfig> bundle;
 };
 
 // The phase a running monitor reports for its VE.
@@ -112,6 +193,8 @@ struct OomEvent {
 void to_json(nlohmann::json& j, const VeConfig& c);
 void to_json(nlohmann::json& j, const SecurityConfig& s);
 void to_json(nlohmann::json& j, const NetworkConfig& n);
+void to_json(nlohmann::json& j, const BundleConfig& b);
+void from_json(const nlohmann::json& j, BundleConfig& b);
 void to_json(nlohmann::json& j, const OomEvent& e);
 [[nodiscard]] Result<OomEvent> parse_oom_event(std::string_view line);
 void to_json(nlohmann::json& j, const RuntimeState& s);

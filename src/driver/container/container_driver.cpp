@@ -1,6 +1,8 @@
 #include "driver/container/container_driver.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
@@ -9,8 +11,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -47,6 +52,10 @@ namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// The descriptors a monitor holds at fixed numbers (see ContainerDriver::start).
+constexpr int kMonitorReportFd = 3;
+constexpr int kMonitorLockFd = 4;
+
 // Everything the VE's init process needs between clone and exec. Plain data: the child must not
 // depend on anything of the monitor's that the clone did not copy.
 struct InitArgs {
@@ -61,6 +70,11 @@ struct InitArgs {
   // The syscall virtualiser's own filter, for a policy whose program does not notify (null
   // when the VE's seccomp setting is the default profile, whose program does).
   const std::vector<sock_filter>* notify_program;
+  // A container made from an OCI bundle (null: a VE): init runs bundle_init() instead.
+  const store::BundleConfig* bundle = nullptr;
+  std::string console_path;  // the pty slave, bound at /dev/console if the process has a terminal
+  int fifo_fd = -1;          // O_PATH of the bundle's start FIFO
+  int stdio_base = -1;       // the caller's stdin, stdout, stderr at stdio_base..stdio_base+2
 };
 
 // The monitor's go to init, followed by `insns` instructions of the VE's seccomp profile: the
@@ -91,8 +105,186 @@ bool read_exact(int fd, void* into, std::size_t size) {
   ::_exit(1);
 }
 
+// After a bundle's init has told the monitor it is ready, nobody reads its error pipe: a failure
+// from then on (at start, or exec) is written to its stderr, which is the caller's, as runc does.
+[[noreturn]] void late_fail(const std::string& what, int err) {
+  std::string msg = "kapsel-runc: " + what + ": " + std::strerror(err) + "\n";
+  (void)!::write(STDERR_FILENO, msg.data(), msg.size());
+  ::_exit(127);
+}
+
+// The process's identity (process.user): supplementary groups, gid, uid. A non-root uid keeps
+// its permitted capabilities over setuid (PR_SET_KEEPCAPS) and raises them into the effective
+// set again, so that enter_policy() can still shape them. No allocation: runs in vfork children.
+// Returns 0 or an errno.
+int switch_user(std::uint32_t uid, std::uint32_t gid, const std::uint32_t* groups,
+                std::size_t ngroups) noexcept {
+  gid_t list[64];
+  if (ngroups > 64) return EINVAL;
+  for (std::size_t i = 0; i < ngroups; ++i) list[i] = groups[i];
+  if (::setgroups(ngroups, list) != 0) return errno;
+  if (::setresgid(gid, gid, gid) != 0) return errno;
+  if (uid == 0) return ::setresuid(0, 0, 0) == 0 ? 0 : errno;
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return errno;
+  if (::setresuid(uid, uid, uid) != 0) return errno;
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return errno;
+  for (auto& d : data) d.effective = d.permitted;
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  return 0;
+}
+
+int rlimit_resource(const std::string& name) {
+  static const std::array<std::pair<const char*, int>, 16> kNames = {{
+      {"RLIMIT_AS", RLIMIT_AS},
+      {"RLIMIT_CORE", RLIMIT_CORE},
+      {"RLIMIT_CPU", RLIMIT_CPU},
+      {"RLIMIT_DATA", RLIMIT_DATA},
+      {"RLIMIT_FSIZE", RLIMIT_FSIZE},
+      {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},
+      {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE},
+      {"RLIMIT_NICE", RLIMIT_NICE},
+      {"RLIMIT_NOFILE", RLIMIT_NOFILE},
+      {"RLIMIT_NPROC", RLIMIT_NPROC},
+      {"RLIMIT_RSS", RLIMIT_RSS},
+      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},
+      {"RLIMIT_RTTIME", RLIMIT_RTTIME},
+      {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+      {"RLIMIT_STACK", RLIMIT_STACK},
+  }};
+  for (const auto& [n, r] : kNames) {
+    if (name == n) return r;
+  }
+  return -1;
+}
+
+// execvp's search in the process's own PATH (process.env), not kapsel's.
+[[noreturn]] void exec_process(const store::BundleProcess& p) {
+  std::vector<char*> argv;
+  for (const auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  std::string search = kDefaultPath;
+  for (const auto& e : p.env) {
+    envp.push_back(const_cast<char*>(e.c_str()));
+    if (e.rfind("PATH=", 0) == 0) search = e.substr(5);
+  }
+  envp.push_back(nullptr);
+  const std::string& program = p.args.front();
+  int err = ENOENT;
+  if (program.find('/') != std::string::npos) {
+    ::execve(program.c_str(), argv.data(), envp.data());
+    err = errno;
+  } else {
+    std::size_t pos = 0;
+    while (pos <= search.size()) {
+      std::size_t end = search.find(':', pos);
+      if (end == std::string::npos) end = search.size();
+      std::string dir = search.substr(pos, end - pos);
+      std::string path = (dir.empty() ? "." : dir) + "/" + program;
+      ::execve(path.c_str(), argv.data(), envp.data());
+      if (errno == EACCES) {
+        err = EACCES;
+      } else if (errno != ENOENT && errno != ENOTDIR) {
+        err = errno;
+        break;
+      }
+      pos = end + 1;
+    }
+  }
+  late_fail("starting the container process " + program, err);
+}
+
+// Init of a container made from an OCI bundle: the bundle's root and mounts, then the spec's
+// "created" state (everything done but the user's program, waiting for `start` on the FIFO),
+// then the process's identity, limits and security, and its program.
+[[noreturn]] void bundle_init(const InitArgs& a) {
+  const store::BundleConfig& b = *a.bundle;
+  const store::BundleProcess& p = b.process;
+  trace::point("init: cloned");
+  // The monitor's report pipe and its share of the container's lock (ContainerDriver::start):
+  // this init outlives the monitor and waits for `start`, which must see the report end and
+  // take the lock meanwhile.
+  ::close(kMonitorReportFd);
+  ::close(kMonitorLockFd);
+  if (p.oom_score_adj) {
+    if (auto st = fs::write_existing("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj));
+        !st)
+      init_fail(a.error_fd, st.error().context("oomScoreAdj"));
+  }
+  if (auto st = setup_bundle_rootfs(b, p.terminal ? a.console_path : std::string()); !st)
+    init_fail(a.error_fd, st.error());
+  trace::point("init: pivoted");
+  if (b.has_namespace("uts") && b.namespace_path("uts").empty()) {
+    if (!a.hostname.empty() && ::sethostname(a.hostname.data(), a.hostname.size()) != 0)
+      init_fail(a.error_fd, errno_fail("setting hostname").value());
+    if (!b.domainname.empty() && ::setdomainname(b.domainname.data(), b.domainname.size()) != 0)
+      init_fail(a.error_fd, errno_fail("setting domainname").value());
+  }
+  if (a.own_network) {
+    if (auto st = net::bring_up_loopback(); !st) init_fail(a.error_fd, st.error());
+  }
+  ::setsid();
+  if (p.terminal) {
+    if (::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
+      init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
+    for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
+  } else {
+    for (int fd = 0; fd <= 2; ++fd) ::dup2(a.stdio_base + fd, fd);
+  }
+  GoMessage go;
+  security::VePolicy policy;
+  if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
+  policy.cap_plan = go.caps;
+  policy.seccomp.resize(go.insns);
+  if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
+  if (b.has_namespace("cgroup") && b.namespace_path("cgroup").empty() &&
+      ::unshare(CLONE_NEWCGROUP) != 0)
+    init_fail(a.error_fd, errno_fail("cgroup namespace").value());
+  for (const auto& r : p.rlimits) {
+    struct rlimit lim {
+      r.soft, r.hard
+    };
+    int resource = rlimit_resource(r.type);
+    if (resource < 0 || ::setrlimit(resource, &lim) != 0)
+      init_fail(a.error_fd, errno_fail("setting " + r.type).value());
+  }
+  if (!b.personality.empty()) {
+    unsigned long persona = b.personality == "LINUX32" ? PER_LINUX32 : PER_LINUX;
+    if (::personality(persona) < 0) init_fail(a.error_fd, errno_fail("personality").value());
+  }
+  ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);
+  // Created: tell the monitor, then wait for `start` to open the FIFO for reading. (Through
+  // this process's /proc, as runc does: the FIFO's path is the host's.)
+  char ready = 'r';
+  if (::write(a.notify_sock, &ready, 1) != 1) ::_exit(1);
+  ::close(a.notify_sock);
+  trace::point("init: created");
+  std::string fifo = "/proc/self/fd/" + std::to_string(a.fifo_fd);
+  int started = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  if (started < 0) late_fail("waiting for start", errno);
+  if (::write(started, "0", 1) != 1) late_fail("waiting for start", errno);
+  ::close(started);
+  ::close(a.fifo_fd);
+  if (p.umask) ::umask(*p.umask);
+  if (int err = switch_user(p.uid, p.gid, p.additional_gids.data(), p.additional_gids.size());
+      err != 0)
+    late_fail("setting the process's user", err);
+  if (::chdir(p.cwd.c_str()) != 0) late_fail("changing to " + p.cwd, errno);
+  const char* step = "";
+  if (int err = security::enter_policy(policy, &step); err != 0) late_fail(step, err);
+  exec_process(p);
+}
+
 // Runs as PID 1 of the VE's new pid namespace, in fresh mount, uts, ipc and net namespaces.
 [[noreturn]] void container_init(const InitArgs& a) {
+  if (a.bundle) bundle_init(a);
   // The VE must not outlive its monitor: without it nobody holds the console or cleans up.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   trace::point("init: cloned");
@@ -357,7 +549,76 @@ Result<int> run_in_user_namespace(int init_pidfd, const std::function<Result<int
   return exit_code_of(status);
 }
 
+// The namespaces of a bundle's linux.namespaces that the monitor sets up before it clones init:
+// clone `flags` for those to make, and setns(2) into those with a path (pid: for its children,
+// which init is). Joining a mount or user namespace by path, or making a user or time namespace,
+// is not supported yet.
+Status bundle_namespaces(const store::BundleConfig& bundle, std::uint64_t& flags) {
+  static const std::array<std::pair<const char*, int>, 7> kTypes = {{{"pid", CLONE_NEWPID},
+                                                                     {"network", CLONE_NEWNET},
+                                                                     {"ipc", CLONE_NEWIPC},
+                                                                     {"uts", CLONE_NEWUTS},
+                                                                     {"mount", CLONE_NEWNS},
+                                                                     {"cgroup", CLONE_NEWCGROUP},
+                                                                     {"user", CLONE_NEWUSER}}};
+  flags = CLONE_NEWNS;  // always: the bundle's root is mounted in a namespace of its own
+  for (const auto& ns : bundle.namespaces) {
+    int type = 0;
+    for (const auto& [n, t] : kTypes) {
+      if (ns.type == n) type = t;
+    }
+    if (type == 0)
+      return fail(ErrorKind::usage, "linux.namespaces: " + ns.type + " is not supported");
+    if (type == CLONE_NEWUSER)
+      return fail(ErrorKind::usage, "linux.namespaces: user namespaces are not supported yet");
+    if (ns.path.empty()) {
+      // The cgroup namespace is made by init once it is in its cgroups.
+      if (type != CLONE_NEWCGROUP) flags |= static_cast<std::uint64_t>(type);
+      continue;
+    }
+    if (type == CLONE_NEWNS)
+      return fail(ErrorKind::usage, "linux.namespaces: joining a mount namespace is not supported");
+    UniqueFd fd(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return errno_fail("linux.namespaces: opening " + ns.path);
+    if (::setns(fd.get(), type) != 0) return errno_fail("linux.namespaces: joining " + ns.path);
+  }
+  return {};
+}
+
+// runc's console socket protocol: one message whose data is the pty's name and whose one
+// SCM_RIGHTS descriptor is its master.
+Status send_console(const std::string& socket_path, int master, const std::string& name) {
+  UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return fail(ErrorKind::usage, "--console-socket " + socket_path + ": path too long");
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  if (!sock || ::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return errno_fail("connecting to the console socket " + socket_path);
+  iovec iov{const_cast<char*>(name.data()), name.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  // The descriptor is copied into the receiver by the kernel; ours stays ours.
+  std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+  if (::sendmsg(sock.get(), &msg, MSG_NOSIGNAL) < 0)
+    return errno_fail("sending the console to " + socket_path);
+  return {};
+}
+
 }  // namespace
+
+Status send_pty_master(const std::string& socket_path, int master, const std::string& name) {
+  return send_console(socket_path, master, name);
+}
 
 Status ContainerDriver::create(const store::VeConfig& config) {
   // An ephemeral VE has no private area on disk: its init writes these into its tmpfs.
@@ -378,7 +639,9 @@ Status ContainerDriver::create(const store::VeConfig& config) {
 
 Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config,
                                                    const store::VeLock& lock) {
-  auto tmpl = ctx_.load_template(config.template_id);
+  // A bundle's container has its root in the bundle: no template.
+  auto tmpl = config.bundle ? Result<image::Template>(image::Template{})
+                            : ctx_.load_template(config.template_id);
   if (!tmpl)
     return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
                                                config.name + " is unusable"));
@@ -394,7 +657,11 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
   // The /proc service of this run dir, started by the first VE. Without it (no FUSE on this
   // host) the VE starts with the kernel's /proc files.
   std::optional<proc::ProcessRef> procfs_service;
-  if (auto svc = procfs::ensure_service(ctx_.store().paths(), proc::self_exe())) {
+  // (A bundle's container sees the kernel's /proc files: its monitor does not stay to keep the
+  // service's binds alive.)
+  if (config.bundle) {
+    trace::point("start: bundle, no /proc service");
+  } else if (auto svc = procfs::ensure_service(ctx_.store().paths(), proc::self_exe())) {
     procfs_service = *svc;
     trace::point("start: /proc service ready");
   } else {
@@ -421,12 +688,22 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
     // other on the way to its number.)
     int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
     int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
-    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, 3, O_CLOEXEC) < 0 ||
-        ::dup3(lock_fd, 4, O_CLOEXEC) < 0)
+    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, kMonitorReportFd, O_CLOEXEC) < 0 ||
+        ::dup3(lock_fd, kMonitorLockFd, O_CLOEXEC) < 0)
       ::_exit(1);
     (void)report_write.release();  // closed by close_range below, or already replaced
-    ::syscall(SYS_close_range, 5, ~0U, 0);
-    run_monitor(config, *tmpl, UniqueFd(3), UniqueFd(4), procfs_service);
+    // A bundle's init gets this command's stdin, stdout and stderr (the caller's pipes), kept
+    // at 5, 6 and 7 past the monitor's detach().
+    int keep_from = 5;
+    if (config.bundle) {
+      for (int fd = 0; fd <= 2; ++fd) {
+        if (::dup3(fd, 5 + fd, O_CLOEXEC) < 0) ::_exit(1);
+      }
+      keep_from = 8;
+    }
+    ::syscall(SYS_close_range, keep_from, ~0U, 0);
+    run_monitor(config, *tmpl, UniqueFd(kMonitorReportFd), UniqueFd(kMonitorLockFd),
+                procfs_service);
   }
   report_write.reset();
   trace::point("start: waiting for the monitor");
@@ -485,7 +762,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   // The syscall virtualiser's own filter, for a VE whose seccomp program cannot send it the
   // calls it answers (make_policy() below: all but the default profile's).
   std::optional<std::vector<sock_filter>> notify_program;
-  if (config.security.seccomp != "default") {
+  const store::BundleConfig* bundle = config.bundle ? &*config.bundle : nullptr;
+  if (config.security.seccomp != "default" && !bundle) {
     auto program = security::cached_program(store.paths().run_dir + "/seccomp",
                                             "syscall virtualiser\n", procfs::filter_program);
     if (!program) fail_start(program.error().context("virtualising sysinfo"));
@@ -514,10 +792,21 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                            name,
                            devices,
                            config.security.userns.has_value()};
-  args.hostname = config.hostname.empty() ? name : config.hostname;
+  args.hostname = config.hostname.empty() && !bundle ? name : config.hostname;
   args.init = tmpl.init;
   // The host's namespace weakens the VE's isolation; `create` warned about it.
   args.own_network = config.network.mode != "host";
+  UniqueFd start_fifo;
+  if (bundle) {
+    args.bundle = bundle;
+    args.console_path = slave_path;
+    args.stdio_base = 5;
+    args.own_network =
+        bundle->has_namespace("network") && bundle->namespace_path("network").empty();
+    start_fifo.reset(::open(bundle->start_fifo.c_str(), O_PATH | O_CLOEXEC));
+    if (!start_fifo) fail_start(errno_fail("opening the start FIFO " + bundle->start_fifo).value());
+    args.fifo_fd = start_fifo.get();
+  }
   args.notify_program = notify_program ? &*notify_program : nullptr;
 
   UniqueFd host_time(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
@@ -548,10 +837,18 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     auto listen = listen_for_listeners(state.monitor);
     if (!listen) fail_start(listen.error());
     notify_listen = std::move(*listen);
-    auto made_policy = security::make_policy(config.security, store.paths().run_dir + "/seccomp",
-                                             nullptr, procfs::virtualised_calls());
+    auto made_policy =
+        security::make_policy(config.security, store.paths().run_dir + "/seccomp", nullptr,
+                              bundle ? std::vector<std::string>{} : procfs::virtualised_calls());
     if (!made_policy) fail_start(made_policy.error());
     policy = std::move(*made_policy);
+    // A bundle's own device nodes (linux.devices) may be used, besides kapsel's defaults.
+    if (bundle) {
+      for (const auto& d : bundle->devices) {
+        if (d.type == 'c' || d.type == 'b')
+          policy->device_rules.push_back(cgroup::DeviceRule{d.type, d.major, d.minor, "rwm", true});
+      }
+    }
     // exec loads the same programs; they need not be built again for every command.
     std::vector<std::pair<const char*, const std::vector<sock_filter>*>> files;
     if (policy->seccomp_notifies) {
@@ -567,7 +864,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
         fail_start(st.error());
     }
     // An ephemeral VE (run --rm) is gone with its files when it ends: no console log to keep.
-    if (!config.ephemeral) {
+    if (!config.ephemeral && !bundle) {
       std::string log_path = store.ve_dir(name) + "/console.log";
       log.reset(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     }
@@ -581,6 +878,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     cgroups_ready = true;
     // OOM kills are recorded with their victim. A host without a memory controller (or
     // without /dev/kmsg) has none to report, which is no reason to fail the VE.
+    // (A bundle's monitor leaves once its container is created: nobody to watch.)
+    if (bundle) return made;
     if (auto event = cg->watch_oom(name)) {
       auto w = monitor::OomWatch::open(
           std::move(*event), cg->memory_cgroup_path(name),
@@ -626,14 +925,20 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
 
     trace::point("monitor: cloning init");
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again. Only root
-    // may make one with offsets: a rootless VE keeps the host's clocks.
-    if (auto st = rootless ? Status{} : new_time_namespace(); !st) fail_start(st.error());
+    // may make one with offsets: a rootless VE keeps the host's clocks. (A bundle's container
+    // has one only if it asks: the spec's "time" namespace, not supported yet.)
+    if (auto st = rootless || bundle ? Status{} : new_time_namespace(); !st) fail_start(st.error());
     trace::point("monitor: time namespace made");
     // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
     // that its root may mount and configure them.
-    child = clone_into_namespaces(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                                  (args.own_network ? CLONE_NEWNET : 0) |
-                                  (args.rootfs.userns ? CLONE_NEWUSER : 0));
+    std::uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+                          (args.own_network ? CLONE_NEWNET : 0) |
+                          (args.rootfs.userns ? CLONE_NEWUSER : 0);
+    if (bundle) {
+      auto joined = bundle_namespaces(*bundle, flags);
+      if (!joined) fail_start(joined.error());
+    }
+    child = clone_into_namespaces(flags);
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -692,6 +997,22 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
     sync_write.reset();
     trace::point("monitor: go sent");
+    if (bundle) {
+      // The container is created once init says it is ready and waits on the start FIFO;
+      // EOF instead means it failed, and its error pipe says why.
+      char ready = 0;
+      if (!released || !read_exact(notify_monitor.get(), &ready, 1)) {
+        ::kill(child, SIGKILL);
+        auto why = proc::read_to_eof(error_read.get());
+        fail_start(why.empty() ? Error{ErrorKind::failure, 0, "init ended before it was ready"}
+                               : init_error_of(why));
+      }
+      state.phase = store::Phase::running;
+      state.init = proc::ref(child).value_or(proc::ProcessRef{child, 0});
+      state.started_at = ::time(nullptr);
+      if (auto st = store.save_state(name, state); !st) fail_start(st.error());
+      return;
+    }
     // Init sends its syscall listener right before it execs; EOF means it failed, and its error
     // pipe says why.
     auto listener = procfs::receive_listener_fd(notify_monitor.get());
@@ -713,6 +1034,21 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   };
 
   launch();
+  if (bundle) {
+    // The spec's "created": init waits for `start`. With a terminal, its master goes to the
+    // console socket before create returns. The monitor's job ends here: the container's init
+    // is inherited by the caller's subreaper (containerd's shim, conmon), which reaps it, and
+    // `delete` cleans up.
+    if (bundle->process.terminal) {
+      if (auto st = send_console(bundle->console_socket, master->get(), slave_path); !st) {
+        ::kill(child, SIGKILL);
+        fail_start(st.error());
+      }
+    }
+    lock.reset();
+    report.ok();
+    ::_exit(0);
+  }
   // The VE is up and its state says so: other commands may see it now.
   lock.reset();
   trace::point("monitor: init running");
@@ -940,7 +1276,8 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // most expensive step of an exec on a paravirtualised host.)
   std::vector<std::string> env = {std::string("PATH=") + kDefaultPath, "HOME=/root",
                                   "container=kapsel", "HOSTNAME=" + config.hostname};
-  if (request.tty) {
+  if (request.whole_env) env.clear();
+  if (request.tty && !request.whole_env) {
     const char* term = std::getenv("TERM");
     env.push_back(std::string("TERM=") + (term && *term ? term : "xterm"));
   }
@@ -976,6 +1313,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string cwd_msg = "kapsel: exec: cannot change to " + request.cwd + where.substr(1);
   const std::string run_msg = "kapsel: exec: cannot run '" + program + where;
   const std::string policy_msg = "kapsel: exec in VE " + config.name + ": ";
+  const std::string user_msg = "kapsel: exec: setting the user in VE " + config.name + ": ";
   const std::string userns_msg =
       "kapsel: exec: joining the user namespace of VE " + config.name + ": ";
   // (The helper of a rootless VE is in its user namespace already.)
@@ -1006,6 +1344,12 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
       ::setsid();
       ::ioctl(slave.get(), TIOCSCTTY, 0);
       for (int fd = 0; fd <= 2; ++fd) ::dup2(slave.get(), fd);
+    }
+    if (request.uid) {
+      if (int e =
+              switch_user(*request.uid, request.gid, request.groups.data(), request.groups.size());
+          e != 0)
+        child_fail(user_msg, e, 125);
     }
     if (::chdir(request.cwd.c_str()) != 0) child_fail(cwd_msg, errno, 125);
     // No descriptor of kapsel's may reach the command (CVE-2024-21626 class of leaks).
@@ -1046,8 +1390,14 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     if (child < 0) return sys_fail(fork_errno, "forking");
   }
   slave.reset();
+  if (request.started) request.started(child);
+  if (request.tty && request.pty_master) {
+    KAPSEL_TRY(request.pty_master(master.get()), "exec");
+    master.reset();
+  }
+  if (request.detach) return 0;
   int status = 0;
-  if (request.tty) {
+  if (request.tty && !request.pty_master) {
     terminal::RawMode raw(STDIN_FILENO);
     auto st = terminal::relay(master.get(), child);
     if (!st) return tl::unexpected(st.error());

@@ -46,4 +46,10 @@ class ContainerDriver final : public Driver {
   Context& ctx_;
 };
 
+// runc's console socket protocol (used by `create --console-socket` and `exec
+// --console-socket`): connects to the Unix socket at `socket_path` and sends one message whose
+// data is the pty's `name` and whose one SCM_RIGHTS descriptor is its `master`.
+[[nodiscard]] Status send_pty_master(const std::string& socket_path, int master,
+                                     const std::string& name);
+
 }  // namespace kapsel::driver::container

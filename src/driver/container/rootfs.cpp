@@ -10,10 +10,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string_view>
+#include <tuple>
 
 #include "common/fs.hpp"
 #include "common/trace.hpp"
@@ -190,14 +193,15 @@ Status setup_dev(int root, const std::string& console,
 
 // Hides and write-protects what the kernel does not namespace (security/masks.hpp), once
 // everything else is mounted. A path this kernel lacks has nothing to hide.
-Status mask_paths(int root) {
+template <class Masked, class Readonly>
+Status mask_paths(int root, const Masked& masked_paths, const Readonly& readonly_paths) {
   // The /dev/null just made, verified, so that no file of the VE's stands in for it.
   auto null = open_beneath(root, "dev/null");
   if (!null) return tl::unexpected(null.error());
   struct stat st {};
   if (::fstat(null->get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
     return fail(ErrorKind::failure, "masking: /dev/null is not the null device");
-  for (std::string_view path : security::kMaskedPaths) {
+  for (std::string_view path : masked_paths) {
     auto at = open_beneath(root, path);
     if (!at) {
       if (at.error().code == ENOENT) continue;
@@ -211,7 +215,7 @@ Status mask_paths(int root) {
             : do_mount(FdPath(null->get()).path, FdPath(at->get()).path, nullptr, MS_BIND);
     KAPSEL_TRY(masked, "masking " + std::string(path));
   }
-  for (std::string_view path : security::kReadonlyPaths) {
+  for (std::string_view path : readonly_paths) {
     auto at = open_beneath(root, path);
     if (!at) {
       if (at.error().code == ENOENT) continue;
@@ -298,7 +302,254 @@ Result<UniqueFd> mount_overlay(const RootfsSpec& spec) {
                    spec.target);
 }
 
+// Makes `path` (absolute, in the container) beneath `root`, its parents as directories and
+// itself as a directory or, with `file`, an empty file; no symlink is followed on the way.
+// Returns it as an O_PATH descriptor.
+Result<UniqueFd> make_beneath(int root, std::string_view path, bool file) {
+  std::string rel(path);
+  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  std::size_t pos = 0;
+  while (pos < rel.size()) {
+    std::size_t slash = rel.find('/', pos);
+    bool last = slash == std::string::npos;
+    std::string part = rel.substr(0, last ? rel.size() : slash);
+    if (!last || !file) {
+      if (::mkdirat(root, part.c_str(), 0755) != 0 && errno != EEXIST)
+        return errno_fail("creating /" + part);
+    } else {
+      auto parent = open_beneath(
+          root, part.substr(0, part.rfind('/') == std::string::npos ? 0 : part.rfind('/')),
+          O_DIRECTORY);
+      if (!parent) return tl::unexpected(parent.error());
+      UniqueFd dir(::openat(parent->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      std::string name =
+          part.substr(part.rfind('/') == std::string::npos ? 0 : part.rfind('/') + 1);
+      UniqueFd made(
+          ::openat(dir.get(), name.c_str(), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+      if (!made && errno != EISDIR) return errno_fail("creating /" + part);
+    }
+    if (last) break;
+    pos = slash + 1;
+  }
+  return open_beneath(root, rel);
+}
+
+// The spec's default devices (runtime-spec config-linux.md, "Default Devices") where the bundle's
+// /dev lacks them.
+Status bundle_default_devices(int root, const std::string& console) {
+  auto dev_dir = make_beneath(root, "/dev", false);
+  if (!dev_dir) return tl::unexpected(dev_dir.error());
+  UniqueFd dev(::openat(dev_dir->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dev) return errno_fail("dev: opening it");
+  mode_t old_umask = ::umask(0);
+  Status made;
+  for (const auto& d : security::minimal_devices()) {
+    std::string name = d.name;
+    if (name.find('/') != std::string::npos) continue;  // sub-directories are the bundle's
+    mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
+    if (::mknodat(dev.get(), d.name, type | d.mode, makedev(d.major, d.minor)) != 0 &&
+        errno != EEXIST) {
+      made = errno_fail(std::string("dev: creating /dev/") + d.name);
+      break;
+    }
+  }
+  ::umask(old_umask);
+  if (!made) return made;
+  const std::array<std::pair<const char*, const char*>, 6> links = {{{"pts/ptmx", "ptmx"},
+                                                                     {"/proc/self/fd", "fd"},
+                                                                     {"/proc/self/fd/0", "stdin"},
+                                                                     {"/proc/self/fd/1", "stdout"},
+                                                                     {"/proc/self/fd/2", "stderr"},
+                                                                     {"/proc/kcore", "core"}}};
+  for (const auto& [to, name] : links) {
+    if (::symlinkat(to, dev.get(), name) != 0 && errno != EEXIST)
+      return errno_fail(std::string("dev: symlink /dev/") + name);
+  }
+  if (!console.empty()) {
+    UniqueFd target(
+        ::openat(dev.get(), "console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!target) return errno_fail("console: creating /dev/console");
+    KAPSEL_TRY(do_mount(console, FdPath(target.get()).path, nullptr, MS_BIND), "console");
+  }
+  return {};
+}
+
+Status bundle_device(int root, const store::BundleDevice& d) {
+  if (d.path.rfind("/dev/", 0) != 0)
+    return fail(ErrorKind::usage, "device " + d.path + ": not under /dev");
+  std::string parent = d.path.substr(0, d.path.rfind('/'));
+  auto dir_path = make_beneath(root, parent, false);
+  if (!dir_path) return tl::unexpected(dir_path.error());
+  UniqueFd dir(::openat(dir_path->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  std::string name = d.path.substr(d.path.rfind('/') + 1);
+  mode_t type = d.type == 'b' ? S_IFBLK : d.type == 'p' ? S_IFIFO : S_IFCHR;
+  mode_t old_umask = ::umask(0);
+  (void)::unlinkat(dir.get(), name.c_str(), 0);
+  int rc = ::mknodat(dir.get(), name.c_str(), type | (d.mode & 07777),
+                     makedev(static_cast<unsigned>(d.major), static_cast<unsigned>(d.minor)));
+  ::umask(old_umask);
+  if (rc != 0) return errno_fail("creating device " + d.path);
+  if (::fchownat(dir.get(), name.c_str(), d.uid, d.gid, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno_fail("giving device " + d.path + " its owner");
+  return {};
+}
+
+// One entry of the bundle's "mounts" on its destination beneath `root`.
+Status bundle_mount(int root, const std::string& bundle_dir, const store::BundleMount& m) {
+  MountOptions o = parse_mount_options(m.options);
+  if (m.type == "bind") o.bind = true;
+  std::string source = m.source;
+  if (o.bind && !source.empty() && source.front() != '/') source = bundle_dir + "/" + source;
+  struct stat st {};
+  bool file = o.bind && ::stat(source.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+  auto target = make_beneath(root, m.destination, file);
+  if (!target) return tl::unexpected(target.error());
+  if (o.bind) {
+    KAPSEL_TRY(
+        do_mount(source, FdPath(target->get()).path, nullptr, MS_BIND | (o.recursive ? MS_REC : 0)),
+        "bind");
+    // The descriptor names the directory under the new mount: open it again for the remount.
+    target = open_beneath(root, m.destination);
+    if (!target) return tl::unexpected(target.error());
+    unsigned long remount = o.flags & ~(MS_REC | MS_BIND | MS_REMOUNT);
+    if (remount != 0)
+      KAPSEL_TRY(
+          do_mount("none", FdPath(target->get()).path, nullptr, MS_BIND | MS_REMOUNT | remount),
+          "remounting bind");
+  } else {
+    std::string type = m.type;
+    if (type == "cgroup") {
+      // A hybrid or v1 host's controllers cannot all be shown in one mount: the container
+      // gets the unified hierarchy (its own part of it, through its cgroup namespace).
+      type = "cgroup2";
+    }
+    Status mounted = do_mount(source.empty() ? type : source, FdPath(target->get()).path,
+                              type.c_str(), o.flags, o.data);
+    if (!mounted && m.type == "cgroup") return {};  // no cgroup2 on this host: left empty
+    KAPSEL_TRY(mounted, "mount");
+    target = open_beneath(root, m.destination);
+    if (!target) return tl::unexpected(target.error());
+  }
+  if (o.propagation != 0)
+    KAPSEL_TRY(do_mount("none", FdPath(target->get()).path, nullptr, o.propagation),
+               "setting the mount's propagation");
+  return {};
+}
+
+// linux.sysctl through the container's own /proc (mounted by the bundle's mounts), before its
+// read-only paths (/proc/sys among them) are made read-only, as runc does.
+Status write_sysctls(int root, const std::map<std::string, std::string>& sysctl) {
+  for (const auto& [key, value] : sysctl) {
+    std::string rel = "proc/sys/" + key;
+    std::replace(rel.begin() + 9, rel.end(), '.', '/');
+    struct open_how how {};
+    how.flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how)));
+    if (!fd) return errno_fail("sysctl " + key + ": opening /" + rel);
+    if (::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+      return errno_fail("sysctl " + key + ": writing " + value);
+  }
+  return {};
+}
+
+unsigned long propagation_flags(const std::string& name) {
+  if (name == "private") return MS_PRIVATE;
+  if (name == "rprivate") return MS_PRIVATE | MS_REC;
+  if (name == "shared") return MS_SHARED;
+  if (name == "rshared") return MS_SHARED | MS_REC;
+  if (name == "slave") return MS_SLAVE;
+  if (name == "rslave") return MS_SLAVE | MS_REC;
+  if (name == "unbindable") return MS_UNBINDABLE;
+  if (name == "runbindable") return MS_UNBINDABLE | MS_REC;
+  return 0;
+}
+
 }  // namespace
+
+MountOptions parse_mount_options(const std::vector<std::string>& options) {
+  // fstab's names (mount(8)); those that clear a flag clear it.
+  static const std::array<std::tuple<const char*, bool, unsigned long>, 20> kFlags = {{
+      {"ro", false, MS_RDONLY},          {"rw", true, MS_RDONLY},
+      {"nosuid", false, MS_NOSUID},      {"suid", true, MS_NOSUID},
+      {"nodev", false, MS_NODEV},        {"dev", true, MS_NODEV},
+      {"noexec", false, MS_NOEXEC},      {"exec", true, MS_NOEXEC},
+      {"sync", false, MS_SYNCHRONOUS},   {"async", true, MS_SYNCHRONOUS},
+      {"dirsync", false, MS_DIRSYNC},    {"remount", false, MS_REMOUNT},
+      {"mand", false, MS_MANDLOCK},      {"nomand", true, MS_MANDLOCK},
+      {"atime", true, MS_NOATIME},       {"noatime", false, MS_NOATIME},
+      {"diratime", true, MS_NODIRATIME}, {"nodiratime", false, MS_NODIRATIME},
+      {"relatime", false, MS_RELATIME},  {"strictatime", false, MS_STRICTATIME},
+  }};
+  MountOptions o;
+  for (const auto& opt : options) {
+    if (opt == "bind" || opt == "rbind") {
+      o.bind = true;
+      o.recursive = o.recursive || opt == "rbind";
+      continue;
+    }
+    if (auto p = propagation_flags(opt); p != 0) {
+      o.propagation |= p;
+      continue;
+    }
+    if (opt == "norelatime") {
+      o.flags &= ~static_cast<unsigned long>(MS_RELATIME);
+      continue;
+    }
+    bool known = false;
+    for (const auto& [name, clear, flag] : kFlags) {
+      if (opt != name) continue;
+      known = true;
+      if (clear) {
+        o.flags &= ~flag;
+      } else {
+        o.flags |= flag;
+      }
+    }
+    if (known) continue;
+    if (!o.data.empty()) o.data += ",";
+    o.data += opt;
+  }
+  return o;
+}
+
+Status setup_bundle_rootfs(const store::BundleConfig& bundle, const std::string& console) {
+  KAPSEL_TRY(do_mount("none", "/", nullptr, MS_REC | MS_PRIVATE), "making mounts private");
+  // The root is a mount of its own, for pivot_root; a bind of itself.
+  KAPSEL_TRY(do_mount(bundle.rootfs, bundle.rootfs, nullptr, MS_BIND | MS_REC), "root");
+  UniqueFd root(::open(bundle.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return errno_fail("opening the root " + bundle.rootfs);
+  for (const auto& m : bundle.mounts)
+    KAPSEL_TRY(bundle_mount(root.get(), bundle.bundle, m), "mounting " + m.destination);
+  trace::point("init: bundle mounts");
+  KAPSEL_TRY(bundle_default_devices(root.get(), console), "dev");
+  for (const auto& d : bundle.devices) KAPSEL_TRY(bundle_device(root.get(), d), "devices");
+  KAPSEL_TRY(write_sysctls(root.get(), bundle.sysctl), "linux.sysctl");
+  KAPSEL_TRY(mask_paths(root.get(), bundle.masked_paths, bundle.readonly_paths),
+             "masked and read-only paths");
+  if (bundle.no_pivot) {
+    // --no-pivot (a root on a ramfs, where pivot_root fails): the root moved onto / and chroot.
+    if (::fchdir(root.get()) != 0) return errno_fail("entering the root");
+    if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return errno_fail("moving the root");
+    if (::chroot(".") != 0 || ::chdir("/") != 0) return errno_fail("chroot");
+  } else {
+    KAPSEL_TRY(pivot(root.get()), "pivot_root");
+  }
+  if (bundle.readonly) {
+    struct mount_attr attr {};
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    if (::mount_setattr(AT_FDCWD, "/", 0, &attr, sizeof attr) != 0)
+      return errno_fail("making the root read-only");
+  }
+  if (!bundle.rootfs_propagation.empty()) {
+    unsigned long p = propagation_flags(bundle.rootfs_propagation);
+    if (p == 0)
+      return fail(ErrorKind::usage,
+                  "rootfsPropagation " + bundle.rootfs_propagation + " is unknown");
+    KAPSEL_TRY(do_mount("none", "/", nullptr, p), "rootfsPropagation");
+  }
+  return {};
+}
 
 Status setup_rootfs(const RootfsSpec& spec) {
   // Nothing done in this namespace may propagate back to the host.
@@ -329,7 +580,8 @@ Status setup_rootfs(const RootfsSpec& spec) {
     (void)procfs::bind_into(spec.procfs_mount, spec.ve_name, FdPath(root.get()).path);
   trace::point("init: procfs binds");
   KAPSEL_TRY(setup_dev(root.get(), spec.console, spec.devices, spec.userns), "dev");
-  KAPSEL_TRY(mask_paths(root.get()), "setting up the VE");
+  KAPSEL_TRY(mask_paths(root.get(), security::kMaskedPaths, security::kReadonlyPaths),
+             "setting up the VE");
   trace::point("init: mounts ready");
   return pivot(root.get());
 }

@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
 #include "security/devices.hpp"
+#include "store/ve_config.hpp"
 
 namespace kapsel::driver::container {
 
@@ -49,5 +50,25 @@ struct RootfsSpec {
 // Runs in the VE's init process after unshare, as root (of its user namespace, if it has one). On
 // return the process's root is the VE root and its cwd is "/".
 [[nodiscard]] Status setup_rootfs(const RootfsSpec& spec);
+
+// The root file system of a container made from an OCI bundle, in the same phases as a VE's:
+// the bundle's root bound on itself, its mounts in order (config.json's "mounts"), the spec's
+// default devices and links in /dev, its own device nodes, /dev/console (the pty slave
+// `console`, when its process has a terminal), its masked and read-only paths, then pivot_root
+// (or, with no_pivot, a move of the root onto / and chroot). On return the process's root is
+// the bundle's root and its cwd is "/"; root.readonly and rootfsPropagation are in force.
+[[nodiscard]] Status setup_bundle_rootfs(const store::BundleConfig& bundle,
+                                         const std::string& console);
+
+// A mount's fstab-style options as mount(2) takes them: flags to set, propagation flags (applied
+// after the mount), whether it is a bind (recursive), and the rest as the file system's data.
+struct MountOptions {
+  unsigned long flags = 0;
+  unsigned long propagation = 0;
+  bool bind = false;
+  bool recursive = false;
+  std::string data;
+};
+[[nodiscard]] MountOptions parse_mount_options(const std::vector<std::string>& options);
 
 }  // namespace kapsel::driver::container

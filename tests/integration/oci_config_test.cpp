@@ -1,0 +1,227 @@
+// config.json through the real binary, one test per section of runtime-spec config.md and
+// config-linux.md that kapsel implements: each sets the field and looks from inside.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "oci_harness.hpp"
+
+namespace kapsel::testing {
+namespace {
+
+class OciConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
+
+  // Runs the bundle to its end; returns what it wrote.
+  std::string run_to_end(const std::string& id, OciBundle& b) {
+    b.save();
+    auto c = oci.create(id, b);
+    EXPECT_EQ(c.exit_code, 0) << c;
+    if (c.exit_code != 0) return "<create failed: " + c.err + ">";
+    auto s = oci.run({"start", id});
+    EXPECT_EQ(s.exit_code, 0) << s;
+    EXPECT_TRUE(oci.wait_stopped(id));
+    return oci.output(id);
+  }
+
+  Oci oci;
+};
+
+TEST_F(OciConfigTest, ProcessArgsEnvAndCwd) {
+  OciBundle b({"sh", "-c", "echo $GREETING; pwd"});
+  b.config["process"]["env"] = {"PATH=/bin:/usr/bin", "GREETING=hello"};
+  b.config["process"]["cwd"] = "/tmp";
+  EXPECT_EQ(run_to_end("env1", b), "hello\n/tmp\n");
+}
+
+TEST_F(OciConfigTest, ProcessUserWithAdditionalGidsAndUmask) {
+  OciBundle b({"sh", "-c", "id -u; id -g; id -G; umask"});
+  b.config["process"]["user"] = {
+      {"uid", 1000}, {"gid", 1001}, {"additionalGids", {5, 6}}, {"umask", 0077}};
+  EXPECT_EQ(run_to_end("user1", b), "1000\n1001\n1001 5 6\n0077\n");
+}
+
+TEST_F(OciConfigTest, ProcessCapabilitiesAndNoNewPrivileges) {
+  OciBundle b({"sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status"});
+  b.config["process"]["capabilities"] = {
+      {"bounding", {"CAP_CHOWN"}}, {"permitted", {"CAP_CHOWN"}}, {"effective", {"CAP_CHOWN"}}};
+  b.config["process"]["noNewPrivileges"] = true;
+  auto out = run_to_end("caps1", b);
+  EXPECT_NE(out.find("CapEff:\t0000000000000001"), std::string::npos) << out;
+  EXPECT_NE(out.find("CapBnd:\t0000000000000001"), std::string::npos) << out;
+  EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+}
+
+TEST_F(OciConfigTest, ProcessRlimitsAndOomScoreAdj) {
+  OciBundle b({"sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"});
+  b.config["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 321}, {"hard", 654}}};
+  b.config["process"]["oomScoreAdj"] = 123;
+  EXPECT_EQ(run_to_end("rlim1", b), "321\n654\n123\n");
+}
+
+TEST_F(OciConfigTest, RootReadonlyAndHostname) {
+  OciBundle b({"sh", "-c", "hostname; touch /x 2>/dev/null && echo writable || echo readonly"});
+  b.config["root"]["readonly"] = true;
+  b.config["hostname"] = "oci-host";
+  EXPECT_EQ(run_to_end("ro1", b), "oci-host\nreadonly\n");
+}
+
+TEST_F(OciConfigTest, MountsWithOptions) {
+  std::string host_dir = oci.base() + "/shared";
+  std::filesystem::create_directories(host_dir);
+  { std::ofstream(host_dir + "/file") << "from-host\n"; }
+  OciBundle b({"sh", "-c",
+               "cat /data/file; touch /data/new 2>/dev/null || echo bind-ro; "
+               "grep ' /scratch ' /proc/mounts | grep -c 'size=1024k'; "
+               "grep ' /scratch ' /proc/mounts | grep -c noexec"});
+  auto& mounts = b.config["mounts"];
+  mounts.push_back({{"destination", "/data"},
+                    {"type", "bind"},
+                    {"source", host_dir},
+                    {"options", {"rbind", "ro"}}});
+  mounts.push_back({{"destination", "/scratch"},
+                    {"type", "tmpfs"},
+                    {"source", "tmpfs"},
+                    {"options", {"nosuid", "noexec", "size=1024k"}}});
+  EXPECT_EQ(run_to_end("mnt1", b), "from-host\nbind-ro\n1\n1\n");
+}
+
+TEST_F(OciConfigTest, NamespacesAreThoseListed) {
+  // Without a network namespace of its own the container sees the host's interfaces.
+  OciBundle b({"sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid"});
+  b.config.erase("hostname");  // needs a uts namespace
+  auto& ns = b.config["linux"]["namespaces"];
+  ns = nlohmann::json::array({{{"type", "pid"}}, {{"type", "mount"}}});
+  auto out = run_to_end("ns1", b);
+  char host_net[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", host_net, sizeof host_net - 1), 0);
+  char host_pid[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/pid", host_pid, sizeof host_pid - 1), 0);
+  EXPECT_NE(out.find(host_net), std::string::npos) << out;
+  EXPECT_EQ(out.find(host_pid), std::string::npos) << out;
+}
+
+TEST_F(OciConfigTest, NamespacePathsAreJoined) {
+  OciBundle first({"sleep", "60"});
+  first.config["hostname"] = "first";
+  first.save();
+  ASSERT_EQ(oci.create("nsa", first).exit_code, 0);
+  ASSERT_EQ(oci.run({"start", "nsa"}).exit_code, 0);
+  int pid = oci.state("nsa")["pid"].get<int>();
+  OciBundle b({"sh", "-c", "hostname; readlink /proc/self/ns/net"});
+  b.config.erase("hostname");
+  auto& ns = b.config["linux"]["namespaces"];
+  for (auto& n : ns) {
+    if (n["type"] == "uts" || n["type"] == "network")
+      n["path"] = "/proc/" + std::to_string(pid) + "/ns/" + (n["type"] == "uts" ? "uts" : "net");
+  }
+  char theirs[64] = {};
+  std::string link = "/proc/" + std::to_string(pid) + "/ns/net";
+  ASSERT_GT(::readlink(link.c_str(), theirs, sizeof theirs - 1), 0);
+  EXPECT_EQ(run_to_end("nsb", b), "first\n" + std::string(theirs) + "\n");
+}
+
+TEST_F(OciConfigTest, ResourcesBecomeCgroupLimits) {
+  OciBundle b({"sleep", "60"});
+  b.config["linux"]["cgroupsPath"] = "/kapsel-oci-it/res1";
+  b.config["linux"]["resources"] = {{"memory", {{"limit", 64 << 20}}},
+                                    {"pids", {{"limit", 42}}},
+                                    {"cpu", {{"quota", 50000}, {"period", 100000}}}};
+  b.save();
+  ASSERT_EQ(oci.create("res1", b).exit_code, 0);
+  EXPECT_EQ(read_text("/sys/fs/cgroup/memory/kapsel-oci-it/res1/memory.limit_in_bytes"),
+            std::to_string(64 << 20) + "\n");
+  EXPECT_EQ(read_text("/sys/fs/cgroup/pids/kapsel-oci-it/res1/pids.max"), "42\n");
+  EXPECT_EQ(read_text("/sys/fs/cgroup/cpu/kapsel-oci-it/res1/cpu.cfs_quota_us"), "50000\n");
+}
+
+TEST_F(OciConfigTest, MaskedAndReadonlyPaths) {
+  OciBundle b({"sh", "-c",
+               "cat /proc/cpuinfo | wc -c; ls /sys/kernel | wc -l; "
+               "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro"});
+  b.config["linux"]["maskedPaths"] = {"/proc/cpuinfo", "/sys/kernel", "/proc/no-such-file"};
+  b.config["linux"]["readonlyPaths"] = {"/proc/sys"};
+  EXPECT_EQ(run_to_end("mask1", b), "0\n0\nro\n");
+}
+
+TEST_F(OciConfigTest, SysctlIsSetInTheContainersNamespace) {
+  OciBundle b({"cat", "/proc/sys/net/ipv4/ip_forward"});
+  b.config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+  b.config["linux"]["readonlyPaths"] = nlohmann::json::array();
+  EXPECT_EQ(run_to_end("sysctl1", b), "1\n");
+}
+
+TEST_F(OciConfigTest, DevicesAreMadeAndMayBeOpened) {
+  // /dev/fuse's numbers, which kapsel's default device rules do not allow.
+  OciBundle b({"sh", "-c",
+               "ls -ln /dev/myfuse | cut -c1; exec 3<>/dev/myfuse && echo opened; "
+               "(exec 4<>/dev/other) 2>/dev/null || echo refused"});
+  b.config["linux"]["devices"] = {
+      {{"path", "/dev/myfuse"}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"fileMode", 0666}},
+      {{"path", "/dev/other"}, {"type", "c"}, {"major", 10}, {"minor", 229}, {"fileMode", 0}}};
+  b.config["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
+  EXPECT_EQ(run_to_end("dev1", b), "c\nopened\nrefused\n");
+}
+
+TEST_F(OciConfigTest, SeccompInTheSpecsFormat) {
+  OciBundle b({"sh", "-c", "mkdir /tmp/d 2>/dev/null && echo made || echo refused"});
+  b.config["linux"]["seccomp"] = {
+      {"defaultAction", "SCMP_ACT_ALLOW"},
+      {"architectures", {"SCMP_ARCH_X86_64"}},
+      {"syscalls", {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}}}}};
+  EXPECT_EQ(run_to_end("sec1", b), "refused\n");
+}
+
+TEST_F(OciConfigTest, HooksGetTheStateOnStdin) {
+  std::string dir = oci.base() + "/hooks";
+  std::filesystem::create_directories(dir);
+  OciBundle b({"true"});
+  auto hook = [&](const std::string& name) {
+    return nlohmann::json{{"path", "/bin/sh"}, {"args", {"sh", "-c", "cat > " + dir + "/" + name}}};
+  };
+  b.config["hooks"] = {{"createRuntime", {hook("createRuntime")}},
+                       {"poststart", {hook("poststart")}},
+                       {"poststop", {hook("poststop")}}};
+  run_to_end("hook1", b);
+  ASSERT_EQ(oci.run({"delete", "hook1"}).exit_code, 0);
+  for (const char* name : {"createRuntime", "poststart", "poststop"}) {
+    auto j = nlohmann::json::parse(read_text(dir + "/" + name), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << name;
+    EXPECT_EQ(j["id"], "hook1") << name;
+    EXPECT_EQ(j["bundle"], b.dir()) << name;
+  }
+}
+
+TEST_F(OciConfigTest, AHookThatTimesOutFailsCreate) {
+  OciBundle b({"true"});
+  b.config["hooks"] = {
+      {"createRuntime", {{{"path", "/bin/sleep"}, {"args", {"sleep", "10"}}, {"timeout", 1}}}}};
+  b.save();
+  auto c = oci.create("hook2", b);
+  EXPECT_NE(c.exit_code, 0);
+  EXPECT_NE(c.err.find("timed out"), std::string::npos) << c;
+  EXPECT_EQ(oci.status("hook2"), "");
+}
+
+TEST_F(OciConfigTest, InvalidValuesAreOneClearError) {
+  OciBundle b({"true"});
+  b.config["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 10}, {"hard", 5}}};
+  b.config["someFutureField"] = {{"x", 1}};  // unknown: ignored
+  b.save();
+  auto c = oci.create("bad1", b);
+  EXPECT_NE(c.exit_code, 0);
+  EXPECT_NE(c.err.find("process.rlimits"), std::string::npos) << c;
+  EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << c;
+  b.config["process"].erase("rlimits");
+  b.config["process"]["cwd"] = "relative";
+  b.save();
+  c = oci.create("bad2", b);
+  EXPECT_NE(c.err.find("process.cwd"), std::string::npos) << c;
+}
+
+}  // namespace
+}  // namespace kapsel::testing
