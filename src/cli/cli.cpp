@@ -109,7 +109,13 @@ Status require_root(const CLI::App& app) {
 // The flags `create` and `run` share, into the new VE's options; warns of --network host, which
 // weakens the VE's isolation.
 Status fill_options(ve::CreateOptions& options, const LimitFlags& limits,
-                    const SecurityFlags& security, const NetworkFlags& network) {
+                    const SecurityFlags& security, const NetworkFlags& network,
+                    const std::string& disk) {
+  if (!disk.empty()) {
+    auto bytes = cgroup::parse_size("--disk", disk);
+    if (!bytes) return tl::unexpected(bytes.error());
+    options.disk_bytes = *bytes;
+  }
   auto parsed_limits = limits.parse();
   if (!parsed_limits) return tl::unexpected(parsed_limits.error());
   options.limits = *parsed_limits;
@@ -208,6 +214,7 @@ int print_status(const ve::VeInfo& i, bool as_json) {
   for (const auto& [key, value] : describe(i.config.limits)) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.security)) line((key + ":").c_str(), value);
   for (const auto& [key, value] : describe(i.config.network)) line((key + ":").c_str(), value);
+  if (i.config.disk_bytes != 0) line("disk:", human_bytes(i.config.disk_bytes) + " of its own");
   if (i.oom_kills || !i.oom_events.empty()) {
     std::string oom = i.oom_events.empty() && i.oom_kills.value_or(0) == 0
                           ? std::string("0")
@@ -344,6 +351,7 @@ int run(int argc, char** argv) {
   LimitFlags create_limits;
   SecurityFlags create_security;
   NetworkFlags create_network;
+  std::string create_disk;
   std::string name;
   driver::StopOptions stop_opts;
   driver::ExecRequest exec_req;
@@ -353,6 +361,7 @@ int run(int argc, char** argv) {
   LimitFlags run_limits;
   SecurityFlags run_security;
   NetworkFlags run_network;
+  std::string run_disk;
   LimitFlags set_limits;
   std::vector<std::string> stats_names;
   double stats_interval = 1.0;
@@ -410,6 +419,9 @@ int run(int argc, char** argv) {
                      "container (OS-level) or uml (a User-mode Linux guest kernel)")
         ->check(CLI::IsMember({"container", "uml"}))
         ->capture_default_str();
+    create->add_option("--disk", create_disk,
+                       "uml: a disk of the VE's own of this size, e.g. 4G (default: a "
+                       "copy-on-write view of the template's shared image)");
     create_limits.add_to(*create);
     create_security.add_to(*create);
     create_network.add_to(*create);
@@ -421,10 +433,12 @@ int run(int argc, char** argv) {
         "  kapsel create db --template tar:/srv/images/debian.tar.gz --hostname db.example\n"
         "  kapsel create t1 --template dir:/srv/rootfs\n"
         "  kapsel create web3 --network bridge --ip 10.88.0.10\n"
-        "  kapsel create u1 --kind uml --memory 256M");
+        "  kapsel create u1 --kind uml --memory 256M\n"
+        "  kapsel create u2 --kind uml --disk 4G");
     create->callback([&] {
       action = [&] {
-        if (auto st = fill_options(create_opts, create_limits, create_security, create_network);
+        if (auto st = fill_options(create_opts, create_limits, create_security, create_network,
+                                   create_disk);
             !st)
           return report(st.error());
         auto c = lifecycle()->create(create_opts, progress_printer(g.quiet || g.json));
@@ -618,6 +632,7 @@ int run(int argc, char** argv) {
     run_cmd->add_option("-k,--kind", run_opts.kind, "container or uml")
         ->check(CLI::IsMember({"container", "uml"}))
         ->capture_default_str();
+    run_cmd->add_option("--disk", run_disk, "uml: a disk of the VE's own of this size, e.g. 4G");
     run_cmd->add_option("-e,--env", exec_req.env, "Set an environment variable (KEY=VALUE)");
     run_limits.add_to(*run_cmd);
     run_security.add_to(*run_cmd);
@@ -636,7 +651,7 @@ int run(int argc, char** argv) {
                   .value());
         }
         exec_req.argv = args;
-        if (auto st = fill_options(run_opts, run_limits, run_security, run_network); !st)
+        if (auto st = fill_options(run_opts, run_limits, run_security, run_network, run_disk); !st)
           return report(st.error());
         return command_status(lifecycle()->run(run_opts, exec_req, run_rm));
       };

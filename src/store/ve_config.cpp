@@ -50,6 +50,7 @@ void to_json(json& j, const VeConfig& c) {
   if (!c.limits.empty()) j["limits"] = c.limits;
   if (!c.security.is_default()) j["security"] = c.security;
   if (c.network.mode != "none") j["network"] = c.network;
+  if (c.disk_bytes != 0) j["disk_bytes"] = c.disk_bytes;
   if (c.bundle) j["bundle"] = *c.bundle;
 }
 
@@ -177,6 +178,7 @@ Result<VeConfig> parse_config(std::string_view text) {
     c.hostname = j.value("hostname", c.name);
     c.created = j.value("created", std::int64_t{0});
     c.ephemeral = j.value("ephemeral", false);
+    c.disk_bytes = j.value("disk_bytes", std::uint64_t{0});
     if (j.contains("limits")) c.limits = j.at("limits").get<cgroup::Limits>();
     if (j.contains("security")) {
       const json& sec = j.at("security");

@@ -151,6 +151,9 @@ struct VeConfig {
   SecurityConfig security;
   // Configs from before networking parse as "none", as those VEs were made.
   NetworkConfig network;
+  // A UML VE's disk of its own of this size (--disk); 0: a copy-on-write view of the template's
+  // shared image.
+  std::uint64_t disk_bytes = 0;
   // Set for a container made from an OCI bundle (`kapsel oci create`).
   std::optional<BundleConfig> bundle;
 };

@@ -33,6 +33,7 @@ void to_json(json& j, const VeInfo& info) {
   if (!info.config.limits.empty()) j["limits"] = info.config.limits;
   j["security"] = info.config.security;
   j["network"] = info.config.network;
+  if (info.config.disk_bytes != 0) j["disk_bytes"] = info.config.disk_bytes;
   if (info.oom_kills) j["oom_kills"] = *info.oom_kills;
   j["oom_kills_total"] = info.oom_events.size();
   if (!info.oom_events.empty()) j["last_oom"] = info.oom_events.back();
@@ -171,6 +172,11 @@ Result<Lifecycle::LockedVe> Lifecycle::create_locked(const CreateOptions& option
     config.created = ::time(nullptr);
     config.limits = options.limits;
     config.security = options.security;
+    config.disk_bytes = options.disk_bytes;
+    if (config.disk_bytes != 0 && config.kind != "uml")
+      return fail(ErrorKind::usage,
+                  "--disk is for UML VEs (--kind uml): a " + config.kind +
+                      " VE's files live in its private area on the host's file system");
     auto drv = driver_for(config);
     if (!drv) return tl::unexpected(drv.error());
     KAPSEL_TRY((*drv)->check_limits(config.limits), "create");

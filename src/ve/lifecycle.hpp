@@ -29,6 +29,7 @@ struct CreateOptions {
   std::string network_mode;
   std::string ip;
   std::vector<std::string> publish;  // --publish, repeatable
+  std::uint64_t disk_bytes = 0;      // --disk (UML VEs)
 };
 
 // What list and status show about one VE.

@@ -226,5 +226,35 @@ TEST_F(UmlTest, MissingKernelNamesThePackage) {
   EXPECT_EQ(run({"destroy", "nokernel"}).exit_code, 0);
 }
 
+TEST_F(UmlTest, ADiskOfItsOwnHasTheSizeAskedForAndKeepsItsFiles) {
+  auto small = run({"create", "d0", "--kind", "uml", "--disk", "1M"});
+  EXPECT_EQ(small.exit_code, 2) << small;
+  EXPECT_NE(small.err.find("too small"), std::string::npos) << small;
+  auto container = run({"create", "c0", "--disk", "1G"});
+  EXPECT_EQ(container.exit_code, 2) << container;
+  EXPECT_NE(container.err.find("--disk is for UML VEs"), std::string::npos) << container;
+  EXPECT_TRUE(k.list().empty()) << k.list().dump();
+
+  ASSERT_TRUE(create_and_start("d1", {"--disk", "3G"}));
+  EXPECT_EQ(k.status("d1")["disk_bytes"], 3ull << 30);
+  // busybox df -m: Filesystem 1M-blocks Used Available Use% Mounted-on.
+  auto df = sh("d1", "df -m / | tail -1");
+  ASSERT_EQ(df.exit_code, 0) << df;
+  std::istringstream fields(df.out);
+  std::string device;
+  long total_mib = 0;
+  fields >> device >> total_mib;
+  EXPECT_GT(total_mib, 2800) << df.out;  // ext4 keeps some for itself
+  EXPECT_LE(total_mib, 3072) << df.out;
+  ASSERT_EQ(sh("d1", "echo kept > /root-file && sync").exit_code, 0);
+  ASSERT_EQ(run({"stop", "d1"}).exit_code, 0);
+  ASSERT_EQ(run({"start", "d1"}).exit_code, 0);
+  EXPECT_EQ(sh("d1", "cat /root-file").out, "kept\n");
+  ASSERT_EQ(run({"destroy", "--force", "d1"}).exit_code, 0);
+  expect_nothing_left("d1");
+  struct stat st {};
+  EXPECT_NE(::stat((k.root() + "/ves/d1").c_str(), &st), 0) << "the VE's disk remains";
+}
+
 }  // namespace
 }  // namespace kapsel::testing

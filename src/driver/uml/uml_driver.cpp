@@ -156,10 +156,19 @@ Status UmlDriver::create(const store::VeConfig& config) {
                 "--userns is for container VEs; a UML VE has a kernel of its own");
   auto tmpl = ctx_.load_template(config.template_id);
   if (!tmpl) return tl::unexpected(tmpl.error());
+  if (config.disk_bytes != 0) {
+    KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_dir(config.name) + "/private", 0700),
+               "making the VE's private directory");
+    return build_own_image(*tmpl, own_disk(config.name), config.disk_bytes, ctx_.progress());
+  }
   // The shared image is made now, once per template, so that start stays quick.
   auto image = ensure_image(*tmpl, ctx_.progress());
   if (!image) return tl::unexpected(image.error());
   return {};
+}
+
+std::string UmlDriver::own_disk(const std::string& ve) const {
+  return ctx_.store().ve_dir(ve) + "/private/disk.ext4";
 }
 
 Result<store::RuntimeState> UmlDriver::start(const store::VeConfig& config,
@@ -169,7 +178,9 @@ Result<store::RuntimeState> UmlDriver::start(const store::VeConfig& config,
   if (!tmpl)
     return tl::unexpected(tmpl.error().context("template " + config.template_spec + " of VE " +
                                                config.name + " is unusable"));
-  auto image = ensure_image(*tmpl, {});
+  // A VE with a disk of its own boots from it; the others from a COW view of the shared image.
+  auto image =
+      config.disk_bytes != 0 ? Result<std::string>(own_disk(config.name)) : ensure_image(*tmpl, {});
   if (!image) return tl::unexpected(image.error().context("starting VE " + config.name));
   auto cg = ctx_.cgroups();
   if (!cg) return tl::unexpected(cg.error());
@@ -272,8 +283,9 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   if (auto st = fs::make_dirs(store.ve_dir(name) + "/private", 0700); !st) fail_start(st.error());
   std::vector<std::string> args = {
       uml_binary(), "umid=uml", "uml_dir=" + uml_dir,
-      "mem=" + std::to_string(guest_memory(config.limits) >> 20) + "M", "ubd0=" + cow + "," + image,
-      "root=/dev/ubda", "rw", "con0=fd:0,fd:1", "con=null", "ssl=null",
+      "mem=" + std::to_string(guest_memory(config.limits) >> 20) + "M",
+      config.disk_bytes != 0 ? "ubd0=" + image : "ubd0=" + cow + "," + image, "root=/dev/ubda",
+      "rw", "con0=fd:0,fd:1", "con=null", "ssl=null",
       "ssl1=fd:" + std::to_string(kAgentFd) + ",fd:" + std::to_string(kAgentFd),
       // Set by the agent (see agent_main.cpp); the name was validated as a hostname.
       "kapsel.hostname=" + (config.hostname.empty() ? name : config.hostname)};

@@ -52,6 +52,8 @@ class UmlDriver final : public Driver {
   [[nodiscard]] std::string paused_marker(const std::string& name) const;
 
  private:
+  // The disk of a VE made with --disk, which it boots from instead of a COW file.
+  [[nodiscard]] std::string own_disk(const std::string& ve) const;
   [[noreturn]] void run_monitor(const store::VeConfig& config, const std::string& image,
                                 UniqueFd report, UniqueFd lock);
 

@@ -103,21 +103,17 @@ static std::uint64_t tree_bytes(const std::string& dir) {
   return total;
 }
 
-Result<std::string> ensure_image(const image::Template& tmpl, const image::ProgressFn& progress) {
-  std::string dir = tmpl.rootfs.substr(0, tmpl.rootfs.rfind('/'));
-  std::string image = dir + "/uml.ext4";
-  if (fs::exists(image)) return image;
-  std::string lock_path = dir + "/uml.lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return errno_fail("locking " + lock_path);
-  if (fs::exists(image)) return image;  // another command built it meanwhile
-
+// Builds an ext4 image at `image` from the template's tree with the agent and the UML inittab
+// added: `size_bytes` large, or (0) twice the tree plus room, at least 1 GiB. Written to a
+// temporary name and renamed, so a half-built image is never used.
+static Status build_image(const image::Template& tmpl, const std::string& image,
+                          std::uint64_t size_bytes, const image::ProgressFn& progress) {
   auto agent = find_agent();
   if (!agent) return tl::unexpected(agent.error());
   if (progress) progress("building the UML disk image", 0, 3);
   // A copy of the tree with the agent and the UML inittab added, since mke2fs -d takes one
   // directory. It is small next to the image, and gone when the image is made.
-  std::string staging = dir + "/.uml-staging";
+  std::string staging = image + ".staging";
   (void)fs::remove_tree(staging);
   auto cleanup = [&] { (void)fs::remove_tree(staging); };
   KAPSEL_TRY(run_program({"cp", "-a", tmpl.rootfs, staging}), "copying the template");
@@ -138,9 +134,17 @@ Result<std::string> ensure_image(const image::Template& tmpl, const image::Progr
     cleanup();
     return tl::unexpected(st.error().context("preparing the UML image's tree"));
   }
-  // Room for the VEs' own files: the image is sparse, so its size costs nothing until used.
   std::uint64_t used = tree_bytes(staging);
-  std::uint64_t mib = std::max<std::uint64_t>(1024, used * 2 / (1 << 20) + 256);
+  std::uint64_t mib = size_bytes >> 20;
+  if (size_bytes == 0) {
+    // Room for the VEs' own files: the image is sparse, so its size costs nothing until used.
+    mib = std::max<std::uint64_t>(1024, used * 2 / (1 << 20) + 256);
+  } else if (std::uint64_t need = minimum_disk_bytes(used); size_bytes < need) {
+    cleanup();
+    return fail(ErrorKind::usage, "--disk " + std::to_string(mib) + "M is too small for template " +
+                                      tmpl.spec + ": it needs at least " +
+                                      std::to_string(need >> 20) + "M");
+  }
   std::string tmp = image + ".tmp";
   st = run_program({"mke2fs", "-q", "-F", "-t", "ext4", "-L", "kapsel-root", "-d", staging, tmp,
                     std::to_string(mib) + "M"});
@@ -151,13 +155,36 @@ Result<std::string> ensure_image(const image::Template& tmpl, const image::Progr
       return fail(ErrorKind::not_found, "mke2fs is missing: install the Debian package e2fsprogs");
     return tl::unexpected(st.error().context("building the UML disk image"));
   }
-  // Read-only for good: every VE's COW file records the image's mtime, which must not change.
-  if (::chmod(tmp.c_str(), 0444) != 0 || ::rename(tmp.c_str(), image.c_str()) != 0) {
+  if (::rename(tmp.c_str(), image.c_str()) != 0) {
     ::unlink(tmp.c_str());
     return errno_fail("installing " + image);
   }
   if (progress) progress("building the UML disk image", 3, 3);
+  return {};
+}
+
+std::uint64_t minimum_disk_bytes(std::uint64_t tree_bytes) {
+  // ext4's own metadata (inode tables, journal) on top of the files, with a margin.
+  return tree_bytes + tree_bytes / 4 + (64ull << 20);
+}
+
+Result<std::string> ensure_image(const image::Template& tmpl, const image::ProgressFn& progress) {
+  std::string dir = tmpl.rootfs.substr(0, tmpl.rootfs.rfind('/'));
+  std::string image = dir + "/uml.ext4";
+  if (fs::exists(image)) return image;
+  std::string lock_path = dir + "/uml.lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return errno_fail("locking " + lock_path);
+  if (fs::exists(image)) return image;  // another command built it meanwhile
+  if (auto st = build_image(tmpl, image, 0, progress); !st) return tl::unexpected(st.error());
+  // Read-only for good: every VE's COW file records the image's mtime, which must not change.
+  if (::chmod(image.c_str(), 0444) != 0) return errno_fail("making " + image + " read-only");
   return image;
+}
+
+Status build_own_image(const image::Template& tmpl, const std::string& image,
+                       std::uint64_t size_bytes, const image::ProgressFn& progress) {
+  return build_image(tmpl, image, size_bytes, progress);
 }
 
 }  // namespace kapsel::driver::uml

@@ -4,6 +4,7 @@
 // (UML's ubd0=COW,BACKING).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,16 @@ constexpr const char* kAgentLine = "/dev/ttyS1";
 // takes seconds); concurrent callers serialise on a lock next to it.
 [[nodiscard]] Result<std::string> ensure_image(const image::Template& tmpl,
                                                const image::ProgressFn& progress);
+
+// A VE's own disk of `size_bytes` (--disk), built from the template like the shared image but
+// written to by the VE directly, with no COW file: a larger disk than the template's image
+// cannot be a copy-on-write view of it. A size too small for the template's files is a usage
+// error naming the least that fits.
+[[nodiscard]] Status build_own_image(const image::Template& tmpl, const std::string& image,
+                                     std::uint64_t size_bytes, const image::ProgressFn& progress);
+
+// The least disk a tree of `tree_bytes` fits on as ext4.
+[[nodiscard]] std::uint64_t minimum_disk_bytes(std::uint64_t tree_bytes);
 
 // Runs a host program (argv[0] searched in PATH) and waits; its stderr becomes the error.
 [[nodiscard]] Status run_program(const std::vector<std::string>& argv);
