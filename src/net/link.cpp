@@ -80,6 +80,17 @@ Status set_link_up(NetlinkSocket& sock, int ifindex) {
   return sock.request(msg, "bringing up link " + std::to_string(ifindex));
 }
 
+Status set_link_master_up(NetlinkSocket& sock, int ifindex, int bridge_index) {
+  NetlinkMessage msg(RTM_NEWLINK, 0);
+  auto* ifi = msg.put_extra<ifinfomsg>();
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = ifindex;
+  ifi->ifi_flags = IFF_UP;
+  ifi->ifi_change = IFF_UP;
+  mnl_attr_put_u32(msg.header(), IFLA_MASTER, static_cast<std::uint32_t>(bridge_index));
+  return sock.request(msg, "attaching link " + std::to_string(ifindex) + " to its bridge");
+}
+
 Status delete_link(NetlinkSocket& sock, const std::string& name) {
   NetlinkMessage msg(RTM_DELLINK, 0);
   msg.put_extra<ifinfomsg>()->ifi_family = AF_UNSPEC;

@@ -34,6 +34,9 @@ struct VethPair {
 // Brings link `ifindex` up.
 [[nodiscard]] Status set_link_up(NetlinkSocket& sock, int ifindex);
 
+// Enslaves link `ifindex` to bridge `bridge_index` and brings it up, in one request.
+[[nodiscard]] Status set_link_master_up(NetlinkSocket& sock, int ifindex, int bridge_index);
+
 // Deletes link `name` (a veth takes its peer with it); a link that does not exist is success.
 [[nodiscard]] Status delete_link(NetlinkSocket& sock, const std::string& name);
 
