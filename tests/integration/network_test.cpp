@@ -512,5 +512,16 @@ TEST_F(NetworkTest, UmlVeOnABridgeMeetsAContainerVeServesAndLeavesNothing) {
   EXPECT_TRUE(network("mixed")["leases"].contains("c"));
 }
 
+// Debian's UML kernel has IPv6 only as a module the guest image lacks: refused at create, and
+// the lease is given back.
+TEST_F(NetworkTest, UmlVeOnAnIpv6NetworkIsRefused) {
+  ASSERT_EQ(k().run({"network", "create", "uml6", "--subnet", "fd00:93::/64"}).exit_code, 0);
+  auto created = k().run({"create", "u6", "--kind", "uml", "--network", "bridge:uml6"});
+  EXPECT_EQ(created.exit_code, 2) << created;
+  EXPECT_NE(created.err.find("IPv4 networks only"), std::string::npos) << created;
+  EXPECT_TRUE(network("uml6")["leases"].empty());
+  EXPECT_TRUE(k().list().empty()) << k().list().dump();
+}
+
 }  // namespace
 }  // namespace kapsel::testing
