@@ -43,6 +43,13 @@ struct VethPair {
 // The index of link `name` in the socket's namespace (ErrorKind::not_found if none).
 [[nodiscard]] Result<int> link_index(NetlinkSocket& sock, const std::string& name);
 
+// The byte counters of link `name` (IFLA_STATS64) as its own side counts them: received, sent.
+struct LinkBytes {
+  std::uint64_t rx = 0;
+  std::uint64_t tx = 0;
+};
+[[nodiscard]] Result<LinkBytes> link_bytes(NetlinkSocket& sock, const std::string& name);
+
 // A locally administered unicast MAC derived from `seed`: the same seed, the same MAC.
 [[nodiscard]] MacAddress stable_mac(std::string_view seed);
 [[nodiscard]] std::string to_string(const MacAddress& mac);

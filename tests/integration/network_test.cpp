@@ -490,6 +490,13 @@ TEST_F(NetworkTest, UmlVeOnABridgeMeetsAContainerVeServesAndLeavesNothing) {
     EXPECT_NE(body.find("served-by-uml"), std::string::npos) << address << ":" << port << body;
   }
   EXPECT_NE(in_netns("nft list table inet kapsel").out.find(tap + "-pre"), std::string::npos);
+  // stats counts the guest's traffic on its tap (HTTP answers went out, requests came in).
+  auto stats = k().run({"stats", "--json", "--interval", "0", "u"});
+  ASSERT_EQ(stats.exit_code, 0) << stats;
+  auto usage = nlohmann::json::parse(stats.out, nullptr, false);
+  ASSERT_TRUE(usage.is_array() && usage.size() == 1) << stats.out;
+  EXPECT_GT(usage[0].value("net_tx_bytes", 0ull), 0ull) << stats.out;
+  EXPECT_GT(usage[0].value("net_rx_bytes", 0ull), 0ull) << stats.out;
 
   ASSERT_EQ(k().run({"stop", "u"}, slow).exit_code, 0);
   EXPECT_FALSE(link_exists(tap));

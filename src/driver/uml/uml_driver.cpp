@@ -28,6 +28,8 @@
 #include "driver/uml/uml_image.hpp"
 #include "monitor/monitor.hpp"
 #include "net/bridge_network.hpp"
+#include "net/link.hpp"
+#include "net/netlink_socket.hpp"
 #include "net/ve_network.hpp"
 
 namespace kapsel::driver::uml {
@@ -512,6 +514,15 @@ Result<Usage> UmlDriver::usage(const store::VeConfig& config, const store::Runti
   if (!stats)
     return tl::unexpected(stats.error().context("reading the cgroups of VE " + config.name));
   u.cgroup = std::move(*stats);
+  // What the tap receives the guest sent, and the other way round.
+  if (config.network.is_bridge()) {
+    if (auto sock = net::NetlinkSocket::open()) {
+      if (auto bytes = net::link_bytes(*sock, net::host_veth_name(config.name))) {
+        u.net_rx_bytes = bytes->tx;
+        u.net_tx_bytes = bytes->rx;
+      }
+    }
+  }
   return u;
 }
 
