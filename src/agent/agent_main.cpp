@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/guest_network.hpp"
 #include "agent/protocol.hpp"
 
 namespace {
@@ -294,28 +295,69 @@ void finish_sessions() {
 
 }  // namespace
 
-// The host names the guest on the kernel's command line (kapsel.hostname=NAME: a dotted
-// parameter, which the kernel keeps in /proc/cmdline and passes to no one), since the guest's
-// files are the template's; the agent, started early by init, sets it.
-void set_hostname_from_cmdline() {
+std::string read_cmdline() {
   int fd = ::open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) return {};
   char buf[4096];
   ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
-  if (n <= 0) return;
-  std::string cmdline(buf, static_cast<std::size_t>(n));
-  const std::string key = "kapsel.hostname=";
-  auto at = cmdline.find(key);
-  if (at == std::string::npos || (at > 0 && cmdline[at - 1] != ' ')) return;
-  at += key.size();
-  std::string name = cmdline.substr(at, cmdline.find_first_of(" \n", at) - at);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+// The host names the guest on the kernel's command line (kapsel.hostname=NAME: a dotted
+// parameter, which the kernel keeps in /proc/cmdline and passes to no one), since the guest's
+// files are the template's; the agent, started early by init, sets it.
+std::string set_hostname_from_cmdline(const std::string& cmdline) {
+  std::string name = kapsel::agent::cmdline_param(cmdline, "kapsel.hostname").value_or("");
   if (!name.empty()) (void)::sethostname(name.data(), name.size());
+  return name;
+}
+
+void write_text(const char* path, const std::string& text) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  (void)write_all(fd, text.data(), text.size());
+  ::close(fd);
+}
+
+// Runs the guest's `ip` with `args`, its output on the agent's stderr (the console).
+void run_ip(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("PATH", "/sbin:/usr/sbin:/bin:/usr/bin", 1);
+    ::execvp("ip", cargv.data());
+    ::_exit(127);
+  }
+  if (pid > 0) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+// A VE on a bridge: eth0, the default route and the name files, from the command line (see
+// guest_network.hpp). Done before the agent says hello, so that the host's `start` returns
+// with the guest on its network. Run again when init respawns the agent: `ip` then finds
+// everything in place and says so, which changes nothing.
+void configure_network_from_cmdline(const std::string& cmdline, const std::string& hostname) {
+  auto net = kapsel::agent::parse_guest_network(cmdline);
+  if (!net) return;
+  for (const auto& cmd : kapsel::agent::guest_network_commands(*net)) run_ip(cmd);
+  std::string own = net->address.substr(0, net->address.find('/'));
+  write_text("/etc/hosts",
+             kapsel::agent::hosts_file(own, hostname.empty() ? "localhost" : hostname));
+  if (std::string resolv = kapsel::agent::resolv_conf(*net); !resolv.empty())
+    write_text("/etc/resolv.conf", resolv);
 }
 
 int main(int argc, char** argv) {
   const char* device = argc > 1 ? argv[1] : "/dev/ttyS1";
-  set_hostname_from_cmdline();
+  const std::string cmdline = read_cmdline();
+  configure_network_from_cmdline(cmdline, set_hostname_from_cmdline(cmdline));
   g_line = ::open(device, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (g_line < 0) {
     std::string msg = std::string("kapsel-agent: ") + device + ": " + std::strerror(errno) + "\n";

@@ -8,6 +8,7 @@
 #include "net/link.hpp"
 #include "net/netlink_socket.hpp"
 #include "net/route.hpp"
+#include "net/tap.hpp"
 
 namespace kapsel::net {
 namespace {
@@ -47,29 +48,80 @@ std::string host_veth_name(std::string_view ve) {
   return name;
 }
 
-Result<bool> attach_ve(const std::string& ve, const store::NetworkConfig& config, int netns_fd) {
+namespace {
+
+// What a VE on a bridge needs from its stored config, parsed.
+struct VeAddressing {
+  Cidr address;
+  IpAddress gateway;
+  MacAddress mac;
+};
+
+Result<VeAddressing> addressing_of(const store::NetworkConfig& config) {
   auto address = parse_cidr(config.address);
   auto gateway = parse_address(config.gateway);
   auto mac = parse_mac(config.mac);
   if (!address || !gateway) return fail(ErrorKind::failure, "the VE's network config is damaged");
   if (!mac) return tl::unexpected(mac.error());
-  auto sock = NetlinkSocket::open();
-  if (!sock) return tl::unexpected(sock.error());
+  return VeAddressing{*address, *gateway, *mac};
+}
+
+// The bridge with the gateway address, up; what already exists is kept. Returns whether it was
+// made now, and its index in `bridge_index`. Then whatever is left of the VE's host link from
+// a monitor that was killed goes.
+Result<bool> prepare_bridge(NetlinkSocket& sock, const std::string& ve,
+                            const store::NetworkConfig& config, const VeAddressing& a,
+                            int& bridge_index) {
   // The bridge is made here rather than by `network create`: a host reboot removes it, and
   // the first VE to start brings it back.
-  auto made = ensure_bridge(*sock, config.network);
+  auto made = ensure_bridge(sock, config.network);
   if (!made) return tl::unexpected(made.error().context("bridge " + config.network));
-  auto bridge = link_index(*sock, config.network);
+  auto bridge = link_index(sock, config.network);
   if (!bridge) return tl::unexpected(bridge.error());
-  KAPSEL_TRY(add_address(*sock, *bridge, Cidr{*gateway, address->prefix}),
+  KAPSEL_TRY(add_address(sock, *bridge, Cidr{a.gateway, a.address.prefix}),
              "bridge " + config.network);
-  VethPair pair{host_veth_name(ve), config.network, kVeInterface, netns_fd, *mac};
-  (void)delete_link(*sock, pair.host_name);  // a leftover of a monitor that was killed
+  (void)delete_link(sock, host_veth_name(ve));
+  bridge_index = *bridge;
+  return *made;
+}
+
+}  // namespace
+
+Result<bool> attach_ve(const std::string& ve, const store::NetworkConfig& config, int netns_fd) {
+  auto a = addressing_of(config);
+  if (!a) return tl::unexpected(a.error());
+  auto sock = NetlinkSocket::open();
+  if (!sock) return tl::unexpected(sock.error());
+  int bridge = -1;
+  auto made = prepare_bridge(*sock, ve, config, *a, bridge);
+  if (!made) return tl::unexpected(made.error());
+  VethPair pair{host_veth_name(ve), config.network, kVeInterface, netns_fd, a->mac};
   KAPSEL_TRY(create_veth(*sock, pair), "network " + config.network);
-  auto configured = run_in_netns(netns_fd, [&] { return configure_ve_side(*address, *gateway); });
+  auto configured =
+      run_in_netns(netns_fd, [&] { return configure_ve_side(a->address, a->gateway); });
   if (!configured) {
     (void)delete_link(*sock, pair.host_name);
     return tl::unexpected(configured.error().context("configuring the VE's eth0"));
+  }
+  return *made;
+}
+
+Result<bool> attach_tap(const std::string& ve, const store::NetworkConfig& config) {
+  auto a = addressing_of(config);
+  if (!a) return tl::unexpected(a.error());
+  auto sock = NetlinkSocket::open();
+  if (!sock) return tl::unexpected(sock.error());
+  int bridge = -1;
+  auto made = prepare_bridge(*sock, ve, config, *a, bridge);
+  if (!made) return tl::unexpected(made.error());
+  const std::string tap = host_veth_name(ve);
+  KAPSEL_TRY(create_tap(tap), "network " + config.network);
+  auto index = link_index(*sock, tap);
+  Status attached =
+      index ? set_link_master_up(*sock, *index, bridge) : Status(tl::unexpected(index.error()));
+  if (!attached) {
+    (void)delete_link(*sock, tap);
+    return tl::unexpected(attached.error().context("network " + config.network));
   }
   return *made;
 }

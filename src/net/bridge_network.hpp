@@ -11,8 +11,9 @@
 
 namespace kapsel::net {
 
-// The host end of a VE's veth pair: "kv" and a hash of the VE's name, within the 15 bytes of an
-// interface name (VE names may be 64), and the same at every start so leftovers can be found.
+// The host end of a VE's veth pair (or its tap, for a guest kernel): "kv" and a hash of the VE's
+// name, within the 15 bytes of an interface name (VE names may be 64), and the same at every start
+// so leftovers can be found.
 [[nodiscard]] std::string host_veth_name(std::string_view ve);
 
 // Makes bridge `network` with the VE network's gateway address (`config.gateway`, with the
@@ -23,7 +24,12 @@ namespace kapsel::net {
 [[nodiscard]] Result<bool> attach_ve(const std::string& ve, const store::NetworkConfig& config,
                                      int netns_fd);
 
-// Removes the VE's veth pair, if it is there (the kernel removes it by itself when the VE's
+// The same for a UML (later vm) guest: bridge `network` as above, then a persistent tap named
+// host_veth_name(ve) on it, up, for the guest kernel to open. The guest configures its own
+// interface (its kernel is not the host's). On failure the tap is removed again.
+[[nodiscard]] Result<bool> attach_tap(const std::string& ve, const store::NetworkConfig& config);
+
+// Removes the VE's veth pair or tap, if it is there (the kernel removes it by itself when the VE's
 // namespace goes, but not always before the next start).
 [[nodiscard]] Status detach_ve(const std::string& ve);
 

@@ -7,6 +7,7 @@
 #include <linux/veth.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string_view>
 
 namespace kapsel::net {
@@ -80,6 +81,17 @@ Status set_link_up(NetlinkSocket& sock, int ifindex) {
   return sock.request(msg, "bringing up link " + std::to_string(ifindex));
 }
 
+Status set_link_master_up(NetlinkSocket& sock, int ifindex, int bridge_index) {
+  NetlinkMessage msg(RTM_NEWLINK, 0);
+  auto* ifi = msg.put_extra<ifinfomsg>();
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = ifindex;
+  ifi->ifi_flags = IFF_UP;
+  ifi->ifi_change = IFF_UP;
+  mnl_attr_put_u32(msg.header(), IFLA_MASTER, static_cast<std::uint32_t>(bridge_index));
+  return sock.request(msg, "attaching link " + std::to_string(ifindex) + " to its bridge");
+}
+
 Status delete_link(NetlinkSocket& sock, const std::string& name) {
   NetlinkMessage msg(RTM_DELLINK, 0);
   msg.put_extra<ifinfomsg>()->ifi_family = AF_UNSPEC;
@@ -102,6 +114,33 @@ Result<int> link_index(NetlinkSocket& sock, const std::string& name) {
     return fail(ErrorKind::not_found, "no network interface named " + name);
   if (!found) return tl::unexpected(found.error());
   return index;
+}
+
+Result<LinkBytes> link_bytes(NetlinkSocket& sock, const std::string& name) {
+  NetlinkMessage msg(RTM_GETLINK, 0);
+  msg.put_extra<ifinfomsg>()->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(msg.header(), IFLA_IFNAME, name.c_str());
+  LinkBytes bytes;
+  auto found =
+      sock.request(msg, "reading the counters of link " + name, [&](const nlmsghdr* reply) {
+        if (reply->nlmsg_type != RTM_NEWLINK) return;
+        // mnl_attr_for_each, spelled out: its void* assignment is not C++.
+        const auto* attr =
+            static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(reply, sizeof(ifinfomsg)));
+        const char* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(reply));
+        for (; mnl_attr_ok(attr, static_cast<int>(tail - reinterpret_cast<const char*>(attr)));
+             attr = mnl_attr_next(attr)) {
+          if (mnl_attr_get_type(attr) != IFLA_STATS64 ||
+              mnl_attr_get_payload_len(attr) < sizeof(rtnl_link_stats64))
+            continue;
+          // The payload is a struct rtnl_link_stats64 (checked for length above), maybe unaligned.
+          rtnl_link_stats64 stats{};
+          std::memcpy(&stats, mnl_attr_get_payload(attr), sizeof stats);
+          bytes = LinkBytes{stats.rx_bytes, stats.tx_bytes};
+        }
+      });
+  if (!found) return tl::unexpected(found.error());
+  return bytes;
 }
 
 MacAddress stable_mac(std::string_view seed) {

@@ -34,11 +34,21 @@ struct VethPair {
 // Brings link `ifindex` up.
 [[nodiscard]] Status set_link_up(NetlinkSocket& sock, int ifindex);
 
+// Enslaves link `ifindex` to bridge `bridge_index` and brings it up, in one request.
+[[nodiscard]] Status set_link_master_up(NetlinkSocket& sock, int ifindex, int bridge_index);
+
 // Deletes link `name` (a veth takes its peer with it); a link that does not exist is success.
 [[nodiscard]] Status delete_link(NetlinkSocket& sock, const std::string& name);
 
 // The index of link `name` in the socket's namespace (ErrorKind::not_found if none).
 [[nodiscard]] Result<int> link_index(NetlinkSocket& sock, const std::string& name);
+
+// The byte counters of link `name` (IFLA_STATS64) as its own side counts them: received, sent.
+struct LinkBytes {
+  std::uint64_t rx = 0;
+  std::uint64_t tx = 0;
+};
+[[nodiscard]] Result<LinkBytes> link_bytes(NetlinkSocket& sock, const std::string& name);
 
 // A locally administered unicast MAC derived from `seed`: the same seed, the same MAC.
 [[nodiscard]] MacAddress stable_mac(std::string_view seed);

@@ -91,11 +91,15 @@ static Status set_up_network_nat(const NetworkStore& networks, const std::string
   return apply_network_nat(nat);
 }
 
-Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
-                         const store::NetworkConfig& config, int netns_fd) {
-  auto bridge_made = attach_ve(ve, config, netns_fd);
+// What every kind of VE link shares: `attach` puts the VE's link on its bridge (making the
+// bridge if needed, and saying so); then the network's rules if the bridge is new, and the VE's
+// own rules for published ports. The link goes again if any of it fails.
+template <typename Attach>
+static Status set_up_ve_link(const NetworkStore& networks, const std::string& ve,
+                             const store::NetworkConfig& config, Attach attach) {
+  Result<bool> bridge_made = attach();
   if (!bridge_made) return tl::unexpected(bridge_made.error().context("network"));
-  trace::point("network: veth up");
+  trace::point("network: VE link up");
   Status applied;
   if (*bridge_made) applied = set_up_network_nat(networks, config.network);
   if (applied && !config.publish.empty()) {
@@ -107,6 +111,16 @@ Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
     return tl::unexpected(applied.error().context("network"));
   }
   return {};
+}
+
+Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
+                         const store::NetworkConfig& config, int netns_fd) {
+  return set_up_ve_link(networks, ve, config, [&] { return attach_ve(ve, config, netns_fd); });
+}
+
+Status set_up_ve_tap(const NetworkStore& networks, const std::string& ve,
+                     const store::NetworkConfig& config) {
+  return set_up_ve_link(networks, ve, config, [&] { return attach_tap(ve, config); });
 }
 
 Status tear_down_ve_network(const std::string& ve, const store::NetworkConfig& config) {

@@ -26,7 +26,11 @@ namespace kapsel::net {
 // isolation from the other networks of `networks`). Rolled back on failure.
 [[nodiscard]] Status set_up_ve_network(const NetworkStore& networks, const std::string& ve,
                                        const store::NetworkConfig& config, int netns_fd);
-// At every stop, and for a VE whose monitor died: its veth pair and NAT rules go.
+// The same for a guest kernel's VE (UML): a tap named host_veth_name(ve) on the bridge instead
+// of a veth pair; the guest configures its own eth0.
+[[nodiscard]] Status set_up_ve_tap(const NetworkStore& networks, const std::string& ve,
+                                   const store::NetworkConfig& config);
+// At every stop, and for a VE whose monitor died: its veth pair (or tap) and NAT rules go.
 [[nodiscard]] Status tear_down_ve_network(const std::string& ve,
                                           const store::NetworkConfig& config);
 

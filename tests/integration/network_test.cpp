@@ -441,5 +441,94 @@ TEST_F(NetworkTest, SubnetOverlappingAHostRouteIsRefused) {
       << r;
 }
 
+// A UML VE's eth0 is a tap on the bridge (issue 8): it meets a container VE there, serves through
+// its address and published ports, and leaves no tap, rule or lease behind. Two guest boots.
+TEST_F(NetworkTest, UmlVeOnABridgeMeetsAContainerVeServesAndLeavesNothing) {
+  if (::access("/usr/bin/linux.uml", X_OK) != 0)
+    GTEST_SKIP() << "/usr/bin/linux.uml is missing (install the Debian package user-mode-linux)";
+  RunOptions slow;  // guest boots take seconds, more on a loaded machine
+  slow.timeout_seconds = 180;
+  ASSERT_EQ(k().run({"network", "create", "mixed", "--subnet", "10.93.0.0/24"}).exit_code, 0);
+  auto created = k().run({"create", "u", "--kind", "uml", "--network", "bridge:mixed", "--ip",
+                          "10.93.0.20", "--publish", "8090:80", "--publish", "127.0.0.1:9091:80"},
+                         slow);
+  ASSERT_EQ(created.exit_code, 0) << created;
+  auto started = k().run({"start", "u"}, slow);
+  ASSERT_EQ(started.exit_code, 0) << started;
+  ASSERT_TRUE(k().create_and_start("c", {"--network", "bridge:mixed", "--ip", "10.93.0.30"}));
+  const std::string tap = net::host_veth_name("u");
+  EXPECT_TRUE(link_exists(tap));
+  EXPECT_NE(in_netns("ip -o link show " + tap).out.find("master mixed"), std::string::npos);
+
+  // The guest configured itself from the kernel's command line before start returned.
+  auto shown = k().sh("u", "ip addr show eth0; ip route; cat /etc/hosts", slow);
+  EXPECT_NE(shown.out.find("inet 10.93.0.20/24"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("default via 10.93.0.1"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("10.93.0.20\tu\n"), std::string::npos) << shown;
+  auto container_dns = k().sh("c", "grep ^nameserver /etc/resolv.conf || true");
+  auto guest_dns = k().sh("u", "grep ^nameserver /etc/resolv.conf || true", slow);
+  EXPECT_EQ(guest_dns.out, container_dns.out);
+
+  auto ping = k().sh("u", "ping -c2 -W3 10.93.0.30 && ping -c2 -W3 10.93.0.1", slow);
+  EXPECT_EQ(ping.exit_code, 0) << ping;
+  ping = k().sh("c", "ping -c2 -W3 10.93.0.20");
+  EXPECT_EQ(ping.exit_code, 0) << ping;
+
+  auto serve = k().sh("u",
+                      "mkdir -p /www && echo served-by-uml > /www/index.html && "
+                      "httpd -p 80 -h /www",
+                      slow);
+  ASSERT_EQ(serve.exit_code, 0) << serve;
+  for (const auto& [address, port] : std::vector<std::pair<std::string, int>>{
+           {"10.93.0.20", 80}, {"127.0.0.1", 8090}, {"127.0.0.1", 9091}}) {
+    std::string body;
+    EXPECT_TRUE(eventually([&] {
+      body = http_get(address, port);
+      return !body.empty();
+    })) << address
+        << ":" << port;
+    EXPECT_NE(body.find("served-by-uml"), std::string::npos) << address << ":" << port << body;
+  }
+  EXPECT_NE(in_netns("nft list table inet kapsel").out.find(tap + "-pre"), std::string::npos);
+  // stats counts the guest's traffic on its tap (HTTP answers went out, requests came in).
+  auto stats = k().run({"stats", "--json", "--interval", "0", "u"});
+  ASSERT_EQ(stats.exit_code, 0) << stats;
+  auto usage = nlohmann::json::parse(stats.out, nullptr, false);
+  ASSERT_TRUE(usage.is_array() && usage.size() == 1) << stats.out;
+  EXPECT_GT(usage[0].value("net_tx_bytes", 0ull), 0ull) << stats.out;
+  EXPECT_GT(usage[0].value("net_rx_bytes", 0ull), 0ull) << stats.out;
+
+  ASSERT_EQ(k().run({"stop", "u"}, slow).exit_code, 0);
+  EXPECT_FALSE(link_exists(tap));
+  EXPECT_EQ(in_netns("nft list table inet kapsel").out.find(tap), std::string::npos);
+  EXPECT_TRUE(network("mixed")["leases"].contains("u"));  // kept while the VE exists
+
+  // A monitor killed outright takes its kernel with it; gc removes the tap and the rules.
+  started = k().run({"start", "u"}, slow);
+  ASSERT_EQ(started.exit_code, 0) << started;
+  EXPECT_TRUE(link_exists(tap));
+  int monitor = k().status("u")["monitor_pid"];
+  ASSERT_EQ(::kill(monitor, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return !process_alive(monitor); }));
+  auto gc = k().run({"gc"}, slow);
+  EXPECT_EQ(gc.exit_code, 0) << gc;
+  EXPECT_FALSE(link_exists(tap));
+  EXPECT_EQ(in_netns("nft list table inet kapsel").out.find(tap), std::string::npos);
+  ASSERT_EQ(k().run({"destroy", "u"}, slow).exit_code, 0);
+  EXPECT_FALSE(network("mixed")["leases"].contains("u"));
+  EXPECT_TRUE(network("mixed")["leases"].contains("c"));
+}
+
+// Debian's UML kernel has IPv6 only as a module the guest image lacks: refused at create, and
+// the lease is given back.
+TEST_F(NetworkTest, UmlVeOnAnIpv6NetworkIsRefused) {
+  ASSERT_EQ(k().run({"network", "create", "uml6", "--subnet", "fd00:93::/64"}).exit_code, 0);
+  auto created = k().run({"create", "u6", "--kind", "uml", "--network", "bridge:uml6"});
+  EXPECT_EQ(created.exit_code, 2) << created;
+  EXPECT_NE(created.err.find("IPv4 networks only"), std::string::npos) << created;
+  EXPECT_TRUE(network("uml6")["leases"].empty());
+  EXPECT_TRUE(k().list().empty()) << k().list().dump();
+}
+
 }  // namespace
 }  // namespace kapsel::testing

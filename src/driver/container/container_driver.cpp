@@ -31,6 +31,7 @@
 #include <functional>
 #include <optional>
 
+#include "agent/guest_network.hpp"
 #include "cgroup/manager.hpp"
 #include "common/fs.hpp"
 #include "common/terminal.hpp"
@@ -478,8 +479,7 @@ std::vector<std::pair<std::string, std::string>> identity_files(const store::VeC
   if (network.is_bridge()) own_address = network.address.substr(0, network.address.find('/'));
   std::vector<std::pair<std::string, std::string>> files = {
       {"etc/hostname", config.hostname + "\n"},
-      {"etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-                        own_address + "\t" + config.hostname + "\n"}};
+      {"etc/hosts", agent::hosts_file(own_address, config.hostname)}};
   if (network.mode == "none") return files;
   auto host = fs::read_file("/etc/resolv.conf");
   std::string resolv = host ? *host : std::string();

@@ -16,15 +16,21 @@
 
 #include <cstring>
 #include <optional>
+#include <sstream>
 
 #include "agent/agent_client.hpp"
 #include "agent/agent_relay.hpp"
+#include "agent/guest_network.hpp"
 #include "cgroup/manager.hpp"
 #include "common/fs.hpp"
 #include "driver/uml/console_server.hpp"
 #include "driver/uml/mconsole_client.hpp"
 #include "driver/uml/uml_image.hpp"
 #include "monitor/monitor.hpp"
+#include "net/bridge_network.hpp"
+#include "net/link.hpp"
+#include "net/netlink_socket.hpp"
+#include "net/ve_network.hpp"
 
 namespace kapsel::driver::uml {
 namespace {
@@ -96,6 +102,25 @@ store::ExitRecord classify_uml(int status) {
 
 }  // namespace
 
+std::vector<std::string> uml_network_args(const std::string& ve,
+                                          const store::NetworkConfig& network,
+                                          std::string_view host_resolv_conf) {
+  if (!network.is_bridge()) return {};
+  // The tap the monitor made (net::attach_tap), opened by name by UML's tuntap transport, with
+  // the VE's stable MAC; no gateway address after it, so UML runs no uml_net helper.
+  std::vector<std::string> args = {"eth0=tuntap," + net::host_veth_name(ve) + "," + network.mac};
+  agent::GuestNetwork guest{network.address, network.gateway, {}};
+  // The nameservers a container VE on a bridge gets in its resolv.conf.
+  std::istringstream lines{net::resolv_conf_for_bridge(host_resolv_conf)};
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string key, value;
+    if (words >> key >> value && key == "nameserver") guest.nameservers.push_back(value);
+  }
+  for (auto& p : agent::guest_network_params(guest)) args.push_back(std::move(p));
+  return args;
+}
+
 std::string uml_binary() {
   if (const char* env = std::getenv("KAPSEL_UML"); env && *env) return env;
   return "/usr/bin/linux.uml";
@@ -148,9 +173,17 @@ Status UmlDriver::console(const store::VeConfig& config, const store::RuntimeSta
 }
 
 Status UmlDriver::create(const store::VeConfig& config) {
-  if (config.network.mode != "none")
-    return fail(ErrorKind::usage, "UML VEs support only --network none so far (VE " + config.name +
-                                      " asked for " + config.network.mode + ")");
+  // The guest has a kernel of its own, so it cannot share the host's network stack.
+  if (config.network.mode == "host")
+    return fail(ErrorKind::usage, "UML VEs support --network none or bridge[:NAME], not host (VE " +
+                                      config.name + ")");
+  // Debian's linux.uml has IPv6 as a module (CONFIG_IPV6=m) that the guest's image does not
+  // carry, so the guest could not use such an address: refused rather than half-working.
+  if (config.network.is_bridge() && config.network.address.find(':') != std::string::npos)
+    return fail(ErrorKind::usage, "UML VEs support IPv4 networks only so far (network " +
+                                      config.network.network +
+                                      " is IPv6; the UML kernel's IPv6 is a module the guest "
+                                      "image does not carry)");
   if (config.security.userns)
     return fail(ErrorKind::usage,
                 "--userns is for container VEs; a UML VE has a kernel of its own");
@@ -239,6 +272,7 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
     }
     // The kernel's helper processes outlive its main one: the cgroup takes them all.
     if (cg) (void)cg->destroy(name);
+    (void)net::tear_down_ve_network(name, config.network);
     (void)store.clear_runtime(name);
     store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
     (void)store.save_exit(name, rec);
@@ -289,6 +323,14 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
       "ssl1=fd:" + std::to_string(kAgentFd) + ",fd:" + std::to_string(kAgentFd),
       // Set by the agent (see agent_main.cpp); the name was validated as a hostname.
       "kapsel.hostname=" + (config.hostname.empty() ? name : config.hostname)};
+  if (config.network.is_bridge()) {
+    // The tap is on the bridge before the kernel opens it: the guest's first frames go out.
+    net::NetworkStore networks(store.paths().root);
+    if (auto st = net::set_up_ve_tap(networks, name, config.network); !st) fail_start(st.error());
+    auto host_resolv = fs::read_file("/etc/resolv.conf");
+    for (auto& a : uml_network_args(name, config.network, host_resolv ? *host_resolv : ""))
+      args.push_back(std::move(a));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -385,6 +427,7 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   store::ExitRecord rec = classify_uml(status);
   (void)cg->kill_all(name, 5000);
   (void)cg->destroy(name);
+  (void)net::tear_down_ve_network(name, config.network);
   (void)store.clear_runtime(name);
   (void)store.save_exit(name, rec);
   ::_exit(0);
@@ -438,7 +481,8 @@ Result<int> UmlDriver::exec(const store::VeConfig& config, const store::RuntimeS
 }
 
 Status UmlDriver::cleanup(const store::VeConfig& config) {
-  Status result;
+  // The tap and the published ports' rules of a monitor that did not get to remove them.
+  Status result = net::tear_down_ve_network(config.name, config.network);
   if (auto cg = ctx_.cgroups()) {
     if (auto st = (*cg)->destroy(config.name); !st) result = st;
   }
@@ -482,6 +526,15 @@ Result<Usage> UmlDriver::usage(const store::VeConfig& config, const store::Runti
   if (!stats)
     return tl::unexpected(stats.error().context("reading the cgroups of VE " + config.name));
   u.cgroup = std::move(*stats);
+  // What the tap receives the guest sent, and the other way round.
+  if (config.network.is_bridge()) {
+    if (auto sock = net::NetlinkSocket::open()) {
+      if (auto bytes = net::link_bytes(*sock, net::host_veth_name(config.name))) {
+        u.net_rx_bytes = bytes->tx;
+        u.net_tx_bytes = bytes->rx;
+      }
+    }
+  }
   return u;
 }
 

@@ -12,6 +12,13 @@ namespace kapsel::driver::uml {
 // The kernel binary ($KAPSEL_UML overrides it, for tests of its absence).
 [[nodiscard]] std::string uml_binary();
 
+// The kernel's arguments for the VE's network (none unless it is on a bridge): eth0 on the tap
+// that the monitor makes, and the guest agent's settings (agent/guest_network.hpp) with the
+// nameservers of the host's resolv.conf `host_resolv_conf` that a VE on a bridge can reach.
+[[nodiscard]] std::vector<std::string> uml_network_args(const std::string& ve,
+                                                        const store::NetworkConfig& network,
+                                                        std::string_view host_resolv_conf);
+
 class UmlDriver final : public Driver {
  public:
   explicit UmlDriver(Context& ctx) : ctx_(ctx) {}
