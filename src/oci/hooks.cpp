@@ -2,18 +2,52 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <string>
+#include <utility>
 
 #include "common/unique_fd.hpp"
 
 namespace kapsel::oci {
 namespace {
 
-Status run_hook(const Hook& hook, const std::string& state_json) {
+// In the forked hook process: joins the container's namespaces (those that differ from ours:
+// joining one's own mount namespace is refused). Joining the mount namespace makes the
+// container's root this process's root. Returns an errno, or 0.
+int join_container(pid_t init) {
+  static constexpr std::pair<const char*, int> kNamespaces[] = {{"mnt", CLONE_NEWNS},
+                                                                {"uts", CLONE_NEWUTS},
+                                                                {"ipc", CLONE_NEWIPC},
+                                                                {"net", CLONE_NEWNET},
+                                                                {"cgroup", CLONE_NEWCGROUP}};
+  int flags = 0;
+  for (const auto& [name, flag] : kNamespaces) {
+    struct stat theirs {
+    }, ours{};
+    std::string path = "/proc/" + std::to_string(init) + "/ns/" + name;
+    if (::stat(path.c_str(), &theirs) != 0) return errno;
+    if (::stat((std::string("/proc/self/ns/") + name).c_str(), &ours) != 0) return errno;
+    if (theirs.st_ino != ours.st_ino || theirs.st_dev != ours.st_dev) flags |= flag;
+  }
+  if (flags == 0) return 0;
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, init, 0));
+  if (pidfd < 0) return errno;
+  // One call for all of them (Linux 5.8): they are entered together or not at all.
+  int r = ::setns(pidfd, flags);
+  int err = r == 0 ? 0 : errno;
+  ::close(pidfd);
+  return err;
+}
+
+Status run_hook(const Hook& hook, const std::string& state_json, HookPlace place,
+                pid_t container_init) {
   int in[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return errno_fail("hook " + hook.path);
   UniqueFd read_end(in[0]), write_end(in[1]);
@@ -26,7 +60,24 @@ Status run_hook(const Hook& hook, const std::string& state_json) {
   if (pid < 0) return errno_fail("hook " + hook.path + ": forking");
   if (pid == 0) {
     ::dup2(read_end.get(), STDIN_FILENO);
-    ::execve(hook.path.c_str(), argv.data(), envp.data());
+    if (place == HookPlace::runtime) {
+      ::execve(hook.path.c_str(), argv.data(), envp.data());
+      ::_exit(127);
+    }
+    // createContainer's program is the runtime's: opened before the container's root becomes
+    // ours, and run from that descriptor.
+    int program = -1;
+    if (place == HookPlace::container_runtime_path) {
+      program = ::open(hook.path.c_str(), O_PATH | O_CLOEXEC);
+      if (program < 0) ::_exit(127);
+    }
+    if (join_container(container_init) != 0) ::_exit(126);
+    if (::chdir("/") != 0) ::_exit(126);
+    if (program >= 0) {
+      ::execveat(program, "", argv.data(), envp.data(), AT_EMPTY_PATH);
+    } else {
+      ::execve(hook.path.c_str(), argv.data(), envp.data());
+    }
     ::_exit(127);
   }
   read_end.reset();
@@ -54,6 +105,9 @@ Status run_hook(const Hook& hook, const std::string& state_json) {
     if (errno != EINTR) return errno_fail("hook " + hook.path + ": waiting");
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 126 && place != HookPlace::runtime)
+    return fail(ErrorKind::failure,
+                "hook " + hook.path + ": could not enter the container's namespaces");
   if (WIFEXITED(status))
     return fail(ErrorKind::failure,
                 "hook " + hook.path + " exited with " + std::to_string(WEXITSTATUS(status)));
@@ -64,8 +118,8 @@ Status run_hook(const Hook& hook, const std::string& state_json) {
 }  // namespace
 
 Status run_hooks(const std::vector<Hook>& hooks, const std::string& state_json,
-                 const std::string& what) {
-  for (const auto& h : hooks) KAPSEL_TRY(run_hook(h, state_json), what);
+                 const std::string& what, HookPlace place, pid_t container_init) {
+  for (const auto& h : hooks) KAPSEL_TRY(run_hook(h, state_json, place, container_init), what);
   return {};
 }
 

@@ -226,9 +226,9 @@ Status Runtime::create(const std::string& id, const CreateRequest& request) {
     (void)::kill(started->init.pid, SIGKILL);
     return undo(st.error());
   }
-  // createRuntime (and the deprecated prestart) run in the runtime's namespace once the
-  // container's namespaces exist; createContainer should run in the container's mount
-  // namespace and runs in the runtime's here (docs/oci.md). A failure stops the container.
+  // createRuntime (and the deprecated prestart) run in the runtime's namespaces once the
+  // container's exist; createContainer in the container's (its program found in the
+  // runtime's). A failure stops the container.
   ContainerState s;
   s.oci_version = spec->oci_version;
   s.id = id;
@@ -239,7 +239,9 @@ Status Runtime::create(const std::string& id, const CreateRequest& request) {
   s.status = ContainerStatus::creating;
   Status hooks = run_hooks(spec->hooks.prestart, s.to_json(), "prestart hook");
   if (hooks) hooks = run_hooks(spec->hooks.create_runtime, s.to_json(), "createRuntime hook");
-  if (hooks) hooks = run_hooks(spec->hooks.create_container, s.to_json(), "createContainer hook");
+  if (hooks)
+    hooks = run_hooks(spec->hooks.create_container, s.to_json(), "createContainer hook",
+                      HookPlace::container_runtime_path, started->init.pid);
   if (!hooks) {
     (void)::kill(started->init.pid, SIGKILL);
     return undo(hooks.error());
@@ -256,6 +258,14 @@ Status Runtime::start(const std::string& id) {
     return fail(ErrorKind::state, "container " + id + " is " +
                                       std::string(to_string(c->state.status)) +
                                       ", not created: cannot start it");
+  // startContainer: in the container, before the user's process runs (which is when init
+  // reads the FIFO). A failure stops the container, as the spec says.
+  if (auto st = run_hooks(c->spec.hooks.start_container, c->state.to_json(), "startContainer hook",
+                          HookPlace::container, c->runtime->init.pid);
+      !st) {
+    (void)::kill(c->runtime->init.pid, SIGKILL);
+    return st;
+  }
   const std::string& fifo = c->config.bundle->start_fifo;
   UniqueFd fd(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return errno_fail("opening the start FIFO");

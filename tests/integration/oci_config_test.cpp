@@ -196,6 +196,44 @@ TEST_F(OciConfigTest, HooksGetTheStateOnStdin) {
   }
 }
 
+TEST_F(OciConfigTest, ContainerHooksRunInTheContainersNamespaces) {
+  OciBundle b({"true"});
+  b.config["hostname"] = "hooked";
+  // Both write what they see into "/": the container's root, once its namespaces are joined.
+  // createContainer's program is the runtime's (the host's static busybox: a dynamically linked
+  // one would look for its loader in the container); startContainer's is the container's sh.
+  auto hook = [](const std::string& path, const std::string& file) {
+    return nlohmann::json{
+        {"path", path},
+        {"args", {"sh", "-c", "cat > /" + file + ".state && hostname > /" + file + ".host"}}};
+  };
+  b.config["hooks"] = {{"createContainer", {hook("/bin/busybox", "created")}},
+                       {"startContainer", {hook("/bin/sh", "started")}}};
+  run_to_end("hook3", b);
+  ASSERT_EQ(oci.run({"delete", "hook3"}).exit_code, 0);
+  // The state as the spec has it at each point: create is still running for createContainer.
+  for (auto [file, status] : {std::pair{"created", "creating"}, std::pair{"started", "created"}}) {
+    auto state =
+        nlohmann::json::parse(read_text(b.rootfs() + "/" + file + ".state"), nullptr, false);
+    ASSERT_TRUE(state.is_object()) << file;
+    EXPECT_EQ(state["id"], "hook3") << file;
+    EXPECT_EQ(state["status"], status) << file;
+    EXPECT_EQ(read_text(b.rootfs() + "/" + file + ".host"), "hooked\n") << file;
+  }
+}
+
+TEST_F(OciConfigTest, AFailingStartContainerHookStopsTheContainer) {
+  OciBundle b({"sleep", "30"});
+  b.config["hooks"] = {{"startContainer", {{{"path", "/bin/false"}, {"args", {"false"}}}}}};
+  b.save();
+  ASSERT_EQ(oci.create("hook4", b).exit_code, 0);
+  auto s = oci.run({"start", "hook4"});
+  EXPECT_NE(s.exit_code, 0) << s;
+  EXPECT_NE(s.err.find("startContainer hook"), std::string::npos) << s;
+  EXPECT_TRUE(oci.wait_stopped("hook4"));
+  EXPECT_EQ(oci.run({"delete", "hook4"}).exit_code, 0);
+}
+
 TEST_F(OciConfigTest, AHookThatTimesOutFailsCreate) {
   OciBundle b({"true"});
   b.config["hooks"] = {
