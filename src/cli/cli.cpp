@@ -372,6 +372,8 @@ int run(int argc, char** argv) {
   auto networks = [&] { return net::NetworkStore(store::Paths::resolve(g.root, g.run_dir).root); };
   std::string subnet;
   bool procfs_stop = false;
+  std::string disk_file;
+  bool disk_read_only = false;
   CLI::App* exec = nullptr;
   CLI::App* run_cmd = nullptr;
   auto rows_of = [](const std::vector<ve::VeUsage>& now, const std::vector<ve::VeUsage>* before) {
@@ -867,6 +869,49 @@ int run(int argc, char** argv) {
         if (auto st = net::remove_network(store, name); !st) return report(st.error());
         say("removed network " + name);
         return int(kExitOk);
+      };
+    });
+  }
+
+  // disk
+  if (declares({"disk"})) {
+    auto* disk = app.add_subcommand("disk", "Hot-plug disks into a running UML VE");
+    disk->require_subcommand(1);
+    auto* disk_attach =
+        disk->add_subcommand("attach", "Attach a host file as a disk: NAME FILE [--read-only]");
+    disk_attach->add_option("name", name, "VE name")->required();
+    disk_attach->add_option("file", disk_file, "Host file (or block device) to attach")->required();
+    disk_attach->add_flag("-r,--read-only", disk_read_only, "The guest may only read it");
+    disk_attach->footer(
+        "Prints the guest's device. The disk stays until detached or the VE stops.\n\n"
+        "Examples:\n"
+        "  mke2fs -q -t ext4 data.img 1G && kapsel disk attach u1 data.img\n"
+        "  kapsel exec u1 -- mount /dev/ubdb /mnt");
+    disk_attach->callback([&] {
+      action = [&] {
+        auto device = lifecycle()->attach_disk(name, disk_file, disk_read_only);
+        if (!device) return report(device.error());
+        if (g.json) {
+          std::cout << json{{"device", *device}}.dump(2) << "\n";
+        } else {
+          say("attached " + disk_file + " to VE " + name + " as " + *device);
+        }
+        return int(kExitOk);
+      };
+    });
+    auto* disk_detach =
+        disk->add_subcommand("detach", "Detach a hot-plugged disk: NAME DEVICE (e.g. ubdb)");
+    disk_detach->add_option("name", name, "VE name")->required();
+    disk_detach->add_option("device", disk_file, "The guest's device, as attach printed it")
+        ->required();
+    disk_detach->footer(
+        "The guest must not use it (unmount it first).\n\n"
+        "Example:\n  kapsel disk detach u1 /dev/ubdb");
+    disk_detach->callback([&] {
+      action = [&] {
+        auto st = lifecycle()->detach_disk(name, disk_file);
+        if (st) say("detached " + disk_file + " from VE " + name);
+        return report(st);
       };
     });
   }

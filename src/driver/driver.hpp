@@ -153,6 +153,23 @@ class Driver {
     return std::vector<std::pair<std::string, std::string>>{};
   }
 
+  // Hot-plug: attaches host file `path` to the running VE as a disk and returns the device the
+  // guest sees ("/dev/ubdb"); detaches one (`device` as returned, or its short name). Only
+  // guests with a kernel of their own have disks to plug; a container's files are the host's.
+  [[nodiscard]] virtual Result<std::string> attach_disk(const store::VeConfig& config,
+                                                        const store::RuntimeState& /*state*/,
+                                                        const std::string& /*path*/,
+                                                        bool /*read_only*/) {
+    return fail(ErrorKind::usage, "disk: hot-plug is for UML VEs; VE " + config.name + " is a " +
+                                      config.kind +
+                                      " (bind its files in with --device or a mount)");
+  }
+  [[nodiscard]] virtual Status detach_disk(const store::VeConfig& config,
+                                           const store::RuntimeState& state,
+                                           const std::string& /*device*/) {
+    return attach_disk(config, state, "", false).map([](const std::string&) {});
+  }
+
   // Attaches the caller's terminal to the running VE's console until the user detaches.
   [[nodiscard]] virtual Status console(const store::VeConfig& config,
                                        const store::RuntimeState& /*state*/) {

@@ -331,6 +331,31 @@ Status Lifecycle::console(const std::string& name) {
   return (*drv)->console(config, state);
 }
 
+Result<std::string> Lifecycle::attach_disk(const std::string& name, const std::string& path,
+                                           bool read_only) {
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  auto running = reconcile(ve->config);
+  if (!running) return tl::unexpected(running.error());
+  if (!*running || (*running)->phase != store::Phase::running)
+    return fail(ErrorKind::state, "disk: VE " + name + " is not running");
+  auto drv = driver_for(ve->config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->attach_disk(ve->config, **running, path, read_only);
+}
+
+Status Lifecycle::detach_disk(const std::string& name, const std::string& device) {
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  auto running = reconcile(ve->config);
+  if (!running) return tl::unexpected(running.error());
+  if (!*running || (*running)->phase != store::Phase::running)
+    return fail(ErrorKind::state, "disk: VE " + name + " is not running");
+  auto drv = driver_for(ve->config);
+  if (!drv) return tl::unexpected(drv.error());
+  return (*drv)->detach_disk(ve->config, **running, device);
+}
+
 Status Lifecycle::destroy(const std::string& name, bool force) {
   auto ve = lock_existing(name);
   if (!ve) return tl::unexpected(ve.error());

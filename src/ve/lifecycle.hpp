@@ -74,6 +74,11 @@ class Lifecycle {
   // Returns the command's exit status.
   [[nodiscard]] Result<int> exec(const std::string& name, const driver::ExecRequest& request);
   [[nodiscard]] Status destroy(const std::string& name, bool force);
+  // Hot-plugs a host file into a running VE as a disk (UML), returning the guest's device; and
+  // takes one out again.
+  [[nodiscard]] Result<std::string> attach_disk(const std::string& name, const std::string& path,
+                                                bool read_only);
+  [[nodiscard]] Status detach_disk(const std::string& name, const std::string& device);
   // Attaches the caller's terminal to the running VE's console (returns when detached).
   [[nodiscard]] Status console(const std::string& name);
   // With `details`, the driver is asked for what its kind adds (list leaves that out: for a

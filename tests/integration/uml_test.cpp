@@ -8,6 +8,8 @@
 
 #include <dirent.h>
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -226,7 +228,7 @@ TEST_F(UmlTest, MissingKernelNamesThePackage) {
   EXPECT_EQ(run({"destroy", "nokernel"}).exit_code, 0);
 }
 
-TEST_F(UmlTest, ADiskOfItsOwnHasTheSizeAskedForAndKeepsItsFiles) {
+TEST_F(UmlTest, ADiskOfItsOwnHasTheSizeAskedForKeepsItsFilesAndMoreArePlugged) {
   auto small = run({"create", "d0", "--kind", "uml", "--disk", "1M"});
   EXPECT_EQ(small.exit_code, 2) << small;
   EXPECT_NE(small.err.find("too small"), std::string::npos) << small;
@@ -250,6 +252,35 @@ TEST_F(UmlTest, ADiskOfItsOwnHasTheSizeAskedForAndKeepsItsFiles) {
   ASSERT_EQ(run({"stop", "d1"}).exit_code, 0);
   ASSERT_EQ(run({"start", "d1"}).exit_code, 0);
   EXPECT_EQ(sh("d1", "cat /root-file").out, "kept\n");
+
+  // Hot-plug through the mconsole: a host file becomes the guest's next disk, is refused to go
+  // while mounted, and goes once unmounted; what the guest wrote is in the file.
+  std::string data = k.root() + "/data.img";
+  ASSERT_EQ(std::system(("mke2fs -q -F -t ext4 " + data + " 32M").c_str()), 0);
+  auto attached = run({"--json", "disk", "attach", "d1", data});
+  ASSERT_EQ(attached.exit_code, 0) << attached;
+  EXPECT_EQ(nlohmann::json::parse(attached.out, nullptr, false)["device"], "/dev/ubdb") << attached;
+  // ubd's major is 98, 16 minors a disk: made if the guest's /dev is static.
+  auto used = sh("d1",
+                 "[ -b /dev/ubdb ] || mknod /dev/ubdb b 98 16; mkdir -p /mnt/d && "
+                 "mount /dev/ubdb /mnt/d && echo plugged > /mnt/d/f");
+  ASSERT_EQ(used.exit_code, 0) << used;
+  auto busy = run({"disk", "detach", "d1", "ubdb"});
+  EXPECT_EQ(busy.exit_code, 5) << busy;
+  EXPECT_NE(busy.err.find("unmount it first"), std::string::npos) << busy;
+  ASSERT_EQ(sh("d1", "umount /mnt/d").exit_code, 0);
+  auto detached = run({"disk", "detach", "d1", "/dev/ubdb"});
+  EXPECT_EQ(detached.exit_code, 0) << detached;
+  EXPECT_EQ(run({"disk", "detach", "d1", "ubdb"}).exit_code, 3);
+  std::string cmd = "debugfs -R 'cat /f' " + data + " 2>/dev/null";
+  std::string content;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) content += buf;
+    ::pclose(p);
+  }
+  EXPECT_EQ(content, "plugged\n");
+
   ASSERT_EQ(run({"destroy", "--force", "d1"}).exit_code, 0);
   expect_nothing_left("d1");
   struct stat st {};

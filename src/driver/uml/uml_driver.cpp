@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <optional>
 #include <sstream>
@@ -166,6 +167,67 @@ Status UmlDriver::resume(const store::VeConfig& config, const store::RuntimeStat
 
 bool UmlDriver::paused(const store::VeConfig& config, const store::RuntimeState&) {
   return fs::exists(paused_marker(config.name));
+}
+
+// Hot-plugged disks are UML's ubd1..ubd15 (ubd0 is the root), which the guest names ubdb..ubdp.
+// Which are in use is kept in the run dir (<run>/ves/<name>/disks/ubdN, holding the host path):
+// a hot-plugged disk lasts as long as the running guest, and so does the run dir.
+namespace {
+constexpr int kFirstHotplugDisk = 1;
+constexpr int kLastHotplugDisk = 15;
+std::string guest_device(int n) {
+  return "/dev/ubd" + std::string(1, static_cast<char>('a' + n));
+}
+}  // namespace
+
+Result<std::string> UmlDriver::attach_disk(const store::VeConfig& config,
+                                           const store::RuntimeState&, const std::string& path,
+                                           bool read_only) {
+  char resolved[PATH_MAX];
+  struct stat st {};
+  if (::realpath(path.c_str(), resolved) == nullptr || ::stat(resolved, &st) != 0)
+    return fail(ErrorKind::not_found, "disk: no file " + path);
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    return fail(ErrorKind::usage, "disk: " + path + " is neither a file nor a block device");
+  std::string dir = ctx_.store().ve_run_dir(config.name) + "/disks";
+  KAPSEL_TRY(fs::make_dirs(dir, 0700), "disk");
+  for (int n = kFirstHotplugDisk; n <= kLastHotplugDisk; ++n) {
+    std::string slot = dir + "/ubd" + std::to_string(n);
+    if (fs::exists(slot)) continue;
+    auto mc = MconsoleClient::open(mconsole_path(config.name));
+    if (!mc) return tl::unexpected(mc.error().context("disk"));
+    // The ubd= syntax of the kernel's command line: "ubd1r=FILE" for read-only.
+    std::string request =
+        "config ubd" + std::to_string(n) + (read_only ? "r" : "") + "=" + std::string(resolved);
+    if (auto r = mc->command(request); !r)
+      return tl::unexpected(r.error().context("disk: attaching " + path));
+    KAPSEL_TRY(fs::write_file_atomic(slot, std::string(resolved), 0600, false), "disk");
+    return guest_device(n);
+  }
+  return fail(ErrorKind::state, "disk: VE " + config.name + " has no free disk slot (ubd" +
+                                    std::to_string(kFirstHotplugDisk) + " to ubd" +
+                                    std::to_string(kLastHotplugDisk) + " are in use)");
+}
+
+Status UmlDriver::detach_disk(const store::VeConfig& config, const store::RuntimeState&,
+                              const std::string& device) {
+  std::string name = device.starts_with("/dev/") ? device.substr(5) : device;
+  int n = -1;
+  if (name.size() == 4 && name.starts_with("ubd") && name[3] >= 'b' && name[3] <= 'p')
+    n = name[3] - 'a';
+  std::string slot = ctx_.store().ve_run_dir(config.name) + "/disks/ubd" + std::to_string(n);
+  if (n < 0 || !fs::exists(slot))
+    return fail(ErrorKind::not_found,
+                "disk: VE " + config.name + " has no hot-plugged disk " + device +
+                    " (`kapsel status` does not list the root disk, ubda, which cannot go)");
+  auto mc = MconsoleClient::open(mconsole_path(config.name));
+  if (!mc) return tl::unexpected(mc.error().context("disk"));
+  if (auto r = mc->command("remove ubd" + std::to_string(n)); !r)
+    return fail(ErrorKind::state, "disk: the guest of VE " + config.name + " still uses " +
+                                      guest_device(n) +
+                                      " (unmount it first): " + r.error().message);
+  ::unlink(slot.c_str());
+  return {};
 }
 
 Status UmlDriver::console(const store::VeConfig& config, const store::RuntimeState&) {

@@ -38,6 +38,11 @@ class UmlDriver final : public Driver {
                               const store::RuntimeState& state) override;
   [[nodiscard]] bool paused(const store::VeConfig& config,
                             const store::RuntimeState& state) override;
+  [[nodiscard]] Result<std::string> attach_disk(const store::VeConfig& config,
+                                                const store::RuntimeState& state,
+                                                const std::string& path, bool read_only) override;
+  [[nodiscard]] Status detach_disk(const store::VeConfig& config, const store::RuntimeState& state,
+                                   const std::string& device) override;
   [[nodiscard]] Status cleanup(const store::VeConfig& config) override;
   [[nodiscard]] Result<std::size_t> process_count(const store::VeConfig& config,
                                                   const store::RuntimeState& state) override;
