@@ -6,17 +6,20 @@
 // code. Single-threaded: one poll loop over the line and every session's descriptors.
 //
 // Built outside kapsel_core, statically, from this file and agent/protocol.cpp only.
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -346,6 +349,24 @@ void run_ip(const std::vector<std::string>& args) {
 void configure_network_from_cmdline(const std::string& cmdline, const std::string& hostname) {
   auto net = kapsel::agent::parse_guest_network(cmdline);
   if (!net) return;
+  if (net->address.find(':') != std::string::npos) {
+    // An IPv6 network: Debian's UML kernel has IPv6 as a module, which the image carries (see
+    // uml_image.cpp). Already loaded (EEXIST) when init respawns the agent.
+    std::vector<std::string> modules;
+    if (DIR* d = ::opendir(kapsel::agent::kIpv6ModuleDir)) {
+      while (auto* e = ::readdir(d))
+        if (e->d_name[0] != '.')
+          modules.push_back(std::string(kapsel::agent::kIpv6ModuleDir) + "/" + e->d_name);
+      ::closedir(d);
+    }
+    std::sort(modules.begin(), modules.end());
+    for (const auto& path : modules) {
+      int module = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (module < 0) continue;
+      (void)::syscall(SYS_finit_module, module, "", 0);
+      ::close(module);
+    }
+  }
   for (const auto& cmd : kapsel::agent::guest_network_commands(*net)) run_ip(cmd);
   std::string own = net->address.substr(0, net->address.find('/'));
   write_text("/etc/hosts",

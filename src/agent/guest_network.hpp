@@ -15,6 +15,11 @@
 
 namespace kapsel::agent {
 
+// Where a guest image carries the IPv6 module (and the modules it needs) of a kernel that has
+// IPv6 only as a module (Debian's linux.uml), for the agent to load on an IPv6 network: every
+// file there, in the order of their names ("1-crc-ccitt.ko", "2-ipv6.ko").
+inline constexpr const char* kIpv6ModuleDir = "/lib/modules/kapsel";
+
 struct GuestNetwork {
   std::string address;  // with its prefix: 10.88.0.5/16, fd00:88::5/64
   std::string gateway;

@@ -239,13 +239,6 @@ Status UmlDriver::create(const store::VeConfig& config) {
   if (config.network.mode == "host")
     return fail(ErrorKind::usage, "UML VEs support --network none or bridge[:NAME], not host (VE " +
                                       config.name + ")");
-  // Debian's linux.uml has IPv6 as a module (CONFIG_IPV6=m) that the guest's image does not
-  // carry, so the guest could not use such an address: refused rather than half-working.
-  if (config.network.is_bridge() && config.network.address.find(':') != std::string::npos)
-    return fail(ErrorKind::usage, "UML VEs support IPv4 networks only so far (network " +
-                                      config.network.network +
-                                      " is IPv6; the UML kernel's IPv6 is a module the guest "
-                                      "image does not carry)");
   if (config.security.userns)
     return fail(ErrorKind::usage,
                 "--userns is for container VEs; a UML VE has a kernel of its own");

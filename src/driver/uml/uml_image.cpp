@@ -1,5 +1,7 @@
 #include "driver/uml/uml_image.hpp"
 
+#include <dirent.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/file.h>
@@ -7,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
+#include <vector>
 
+#include "agent/guest_network.hpp"
 #include "common/fs.hpp"
 #include "common/process.hpp"
 
@@ -103,6 +108,36 @@ static std::uint64_t tree_bytes(const std::string& dir) {
   return total;
 }
 
+// The UML kernel's IPv6 module and those it needs, in load order (its dependencies first, as
+// modules.dep lists them, last first), from /usr/lib/uml/modules/VERSION of the package
+// user-mode-linux; empty if there is none.
+static std::vector<std::string> uml_ipv6_modules() {
+  const std::string base = "/usr/lib/uml/modules";
+  DIR* d = ::opendir(base.c_str());
+  if (!d) return {};
+  std::string dir;
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] != '.' && fs::exists(base + "/" + e->d_name + "/modules.dep"))
+      dir = base + "/" + e->d_name;
+  }
+  ::closedir(d);
+  if (dir.empty()) return {};
+  auto dep = fs::read_file(dir + "/modules.dep");
+  if (!dep) return {};
+  std::istringstream lines(*dep);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.starts_with("kernel/net/ipv6/ipv6.ko:")) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::vector<std::string> needed;
+    for (std::string w; words >> w;) needed.push_back(dir + "/" + w);
+    std::reverse(needed.begin(), needed.end());
+    needed.push_back(dir + "/kernel/net/ipv6/ipv6.ko");
+    return needed;
+  }
+  return {};
+}
+
 // Builds an ext4 image at `image` from the template's tree with the agent and the UML inittab
 // added: `size_bytes` large, or (0) twice the tree plus room, at least 1 GiB. Written to a
 // temporary name and renamed, so a half-built image is never used.
@@ -127,6 +162,23 @@ static Status build_image(const image::Template& tmpl, const std::string& image,
   Status st = fs::make_dirs(staging + "/sbin");
   if (st) st = fs::write_file_atomic(staging + kAgentGuestPath, *agent_bytes, 0755, false);
   if (st) st = fs::make_dirs(staging + "/etc");
+  if (st) {
+    // Debian's linux.uml has IPv6 as a module (CONFIG_IPV6=m): the guest gets it, for the agent
+    // to load on an IPv6 network.
+    auto modules = uml_ipv6_modules();
+    std::string into = staging + agent::kIpv6ModuleDir;
+    if (!modules.empty()) st = fs::make_dirs(into);
+    for (std::size_t i = 0; st && i < modules.size(); ++i) {
+      auto bytes = fs::read_file(modules[i]);
+      if (!bytes) {
+        st = tl::unexpected(bytes.error());
+        break;
+      }
+      std::string name = modules[i].substr(modules[i].rfind('/') + 1);
+      st = fs::write_file_atomic(into + "/" + std::to_string(i + 1) + "-" + name, *bytes, 0644,
+                                 false);
+    }
+  }
   if (st)
     st = fs::write_file_atomic(staging + "/etc/inittab", uml_inittab(original ? *original : ""),
                                0644, false);
