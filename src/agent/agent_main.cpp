@@ -366,6 +366,11 @@ void configure_network_from_cmdline(const std::string& cmdline, const std::strin
       (void)::syscall(SYS_finit_module, module, "", 0);
       ::close(module);
     }
+    // Duplicate address detection would keep the address tentative, unusable as a source, for
+    // a second or two after `start` returns; the host leases each address once, so there is
+    // nothing to detect (container VEs add theirs with IFA_F_NODAD for the same reason).
+    write_text("/proc/sys/net/ipv6/conf/default/accept_dad", "0\n");
+    write_text("/proc/sys/net/ipv6/conf/eth0/accept_dad", "0\n");
   }
   for (const auto& cmd : kapsel::agent::guest_network_commands(*net)) run_ip(cmd);
   std::string own = net->address.substr(0, net->address.find('/'));

@@ -537,6 +537,8 @@ TEST_F(NetworkTest, UmlVeOnAnIpv6NetworkMeetsAContainerVe) {
   auto shown = k().sh("u6", "ip -6 addr show eth0; ip -6 route", slow);
   EXPECT_NE(shown.out.find("fd00:93::20/64"), std::string::npos) << shown;
   EXPECT_NE(shown.out.find("default via fd00:93::1"), std::string::npos) << shown;
+  // Usable as soon as start returns: no address waits out duplicate address detection.
+  EXPECT_EQ(shown.out.find("tentative"), std::string::npos) << shown;
   auto ping = k().sh("u6", "ping -6 -c2 -W3 fd00:93::30 && ping -6 -c2 -W3 fd00:93::1", slow);
   EXPECT_EQ(ping.exit_code, 0) << ping;
   ping = k().sh("c6", "ping -6 -c2 -W3 fd00:93::20");
