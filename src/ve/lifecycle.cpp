@@ -84,6 +84,22 @@ Result<Lifecycle::LockedVe> Lifecycle::lock_existing(const std::string& name) {
   return LockedVe{std::move(*lock), std::move(*config)};
 }
 
+Result<Lifecycle::RunningVe> Lifecycle::lock_running(const std::string& name,
+                                                     const std::string& what) {
+  auto ve = lock_existing(name);
+  if (!ve) return tl::unexpected(ve.error());
+  auto running = reconcile(ve->config);
+  if (!running) return tl::unexpected(running.error());
+  if (*running && (*running)->phase == store::Phase::stopping)
+    return fail(ErrorKind::state, what + " is stopping");
+  if (!*running || (*running)->phase != store::Phase::running)
+    return fail(ErrorKind::state,
+                what + " is not running (start it with `kapsel start " + name + "`)");
+  auto drv = driver_for(ve->config);
+  if (!drv) return tl::unexpected(drv.error());
+  return RunningVe{std::move(*ve), **running, std::move(*drv)};
+}
+
 // The refusal to start a VE that has a live monitor, in the words of its phase.
 static tl::unexpected<Error> already_up(const std::string& name, store::Phase phase) {
   if (phase == store::Phase::stopping) {
@@ -244,20 +260,15 @@ Status Lifecycle::stop_locked(const store::VeConfig& config, const driver::StopO
 }
 
 Status Lifecycle::set_paused(const std::string& name, bool paused) {
-  auto ve = lock_existing(name);
-  if (!ve) return tl::unexpected(ve.error());
-  const char* what = paused ? "pausing VE " : "resuming VE ";
-  auto running = reconcile(ve->config);
-  if (!running) return tl::unexpected(running.error());
-  if (!*running || (*running)->phase != store::Phase::running)
-    return fail(ErrorKind::state, what + name + ": it is not running");
-  auto drv = driver_for(ve->config);
-  if (!drv) return tl::unexpected(drv.error());
-  if ((*drv)->paused(ve->config, **running) == paused)
+  const std::string what = (paused ? "pausing VE " : "resuming VE ") + name;
+  auto r = lock_running(name, what + ": VE " + name);
+  if (!r) return tl::unexpected(r.error());
+  const auto& config = r->ve.config;
+  if (r->driver->paused(config, r->state) == paused)
     return fail(ErrorKind::state,
-                what + name + (paused ? ": it is already paused" : ": it is not paused"));
-  auto st = paused ? (*drv)->pause(ve->config, **running) : (*drv)->resume(ve->config, **running);
-  return with_context(st, what + name);
+                what + (paused ? ": it is already paused" : ": it is not paused"));
+  auto st = paused ? r->driver->pause(config, r->state) : r->driver->resume(config, r->state);
+  return with_context(st, what);
 }
 
 Status Lifecycle::pause(const std::string& name) {
@@ -287,73 +298,36 @@ Status Lifecycle::restart(const std::string& name, const driver::StopOptions& op
 }
 
 Result<int> Lifecycle::exec(const std::string& name, const driver::ExecRequest& request) {
-  store::VeConfig config;
-  store::RuntimeState state;
-  {
-    // The lock is held only to find the VE running; a long command must not block `stop`.
-    auto ve = lock_existing(name);
-    if (!ve) return tl::unexpected(ve.error());
-    config = ve->config;
-    auto running = reconcile(config);
-    if (!running) return tl::unexpected(running.error());
-    if (*running && (*running)->phase == store::Phase::stopping)
-      return fail(ErrorKind::state, "VE " + name + " is stopping");
-    if (!*running || (*running)->phase != store::Phase::running)
-      return fail(ErrorKind::state,
-                  "VE " + name + " is not running (start it with `kapsel start " + name + "`)");
-    state = **running;
-  }
-  auto drv = driver_for(config);
-  if (!drv) return tl::unexpected(drv.error());
+  auto r = lock_running(name, "VE " + name);
+  if (!r) return tl::unexpected(r.error());
+  // The lock is held only to find the VE running; a long command must not block `stop`.
+  r->ve.lock = {};
   // The command would join the frozen VE and hang until someone resumes it.
-  if ((*drv)->paused(config, state))
+  if (r->driver->paused(r->ve.config, r->state))
     return fail(ErrorKind::state,
                 "VE " + name + " is paused (resume it with `kapsel resume " + name + "`)");
-  return (*drv)->exec(config, state, request);
+  return r->driver->exec(r->ve.config, r->state, request);
 }
 
 Status Lifecycle::console(const std::string& name) {
-  store::VeConfig config;
-  store::RuntimeState state;
-  {
-    // As exec: the lock only to find the VE running; an attached console must not block stop.
-    auto ve = lock_existing(name);
-    if (!ve) return tl::unexpected(ve.error());
-    config = ve->config;
-    auto running = reconcile(config);
-    if (!running) return tl::unexpected(running.error());
-    if (!*running || (*running)->phase != store::Phase::running)
-      return fail(ErrorKind::state, "VE " + name + " is not running");
-    state = **running;
-  }
-  auto drv = driver_for(config);
-  if (!drv) return tl::unexpected(drv.error());
-  return (*drv)->console(config, state);
+  auto r = lock_running(name, "VE " + name);
+  if (!r) return tl::unexpected(r.error());
+  // As exec: an attached console must not block stop.
+  r->ve.lock = {};
+  return r->driver->console(r->ve.config, r->state);
 }
 
 Result<std::string> Lifecycle::attach_disk(const std::string& name, const std::string& path,
                                            bool read_only) {
-  auto ve = lock_existing(name);
-  if (!ve) return tl::unexpected(ve.error());
-  auto running = reconcile(ve->config);
-  if (!running) return tl::unexpected(running.error());
-  if (!*running || (*running)->phase != store::Phase::running)
-    return fail(ErrorKind::state, "disk: VE " + name + " is not running");
-  auto drv = driver_for(ve->config);
-  if (!drv) return tl::unexpected(drv.error());
-  return (*drv)->attach_disk(ve->config, **running, path, read_only);
+  auto r = lock_running(name, "disk: VE " + name);
+  if (!r) return tl::unexpected(r.error());
+  return r->driver->attach_disk(r->ve.config, r->state, path, read_only);
 }
 
 Status Lifecycle::detach_disk(const std::string& name, const std::string& device) {
-  auto ve = lock_existing(name);
-  if (!ve) return tl::unexpected(ve.error());
-  auto running = reconcile(ve->config);
-  if (!running) return tl::unexpected(running.error());
-  if (!*running || (*running)->phase != store::Phase::running)
-    return fail(ErrorKind::state, "disk: VE " + name + " is not running");
-  auto drv = driver_for(ve->config);
-  if (!drv) return tl::unexpected(drv.error());
-  return (*drv)->detach_disk(ve->config, **running, device);
+  auto r = lock_running(name, "disk: VE " + name);
+  if (!r) return tl::unexpected(r.error());
+  return r->driver->detach_disk(r->ve.config, r->state, device);
 }
 
 Status Lifecycle::destroy(const std::string& name, bool force) {

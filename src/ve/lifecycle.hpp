@@ -112,6 +112,15 @@ class Lifecycle {
     store::VeConfig config;
   };
   [[nodiscard]] Result<LockedVe> lock_existing(const std::string& name);
+  // A running VE with its lock held, its live state and its driver: what every command that
+  // acts on a running VE (exec, console, pause, disk) starts from. `what` begins the refusal
+  // when the VE is not running (or is stopping), e.g. "disk: VE web".
+  struct RunningVe {
+    LockedVe ve;
+    store::RuntimeState state;
+    std::unique_ptr<driver::Driver> driver;
+  };
+  [[nodiscard]] Result<RunningVe> lock_running(const std::string& name, const std::string& what);
   // The store's table of the host id ranges its --userns VEs hold.
   [[nodiscard]] security::RangeTable userns_ranges() const;
   // Gives a --userns VE being created its range of host ids (the one asked for, if free).
