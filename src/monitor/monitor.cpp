@@ -1,6 +1,9 @@
 #include "monitor/monitor.hpp"
 
+#include "cgroup/manager.hpp"
 #include "common/process.hpp"
+#include "common/trace.hpp"
+#include "net/ve_network.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -8,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,6 +170,79 @@ Status StartReport::wait(int fd) {
   if (std::sscanf(msg.c_str() + 1, "%d %d %n", &kind, &code, &used) < 2)
     return fail(ErrorKind::failure, msg.substr(1));
   return tl::unexpected(Error{static_cast<ErrorKind>(kind), code, msg.substr(1 + used)});
+}
+
+Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
+                                   const store::VeLock& lock, bool keep_stdio,
+                                   const std::function<void(UniqueFd report, UniqueFd lock)>& run) {
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
+  UniqueFd report_read(report_pipe[0]);
+  UniqueFd report_write(report_pipe[1]);
+  trace::point("start: forking the monitor");
+  pid_t monitor = ::fork();
+  if (monitor < 0) return errno_fail("forking the monitor");
+  if (monitor == 0) {
+    trace::point("monitor: forked");
+    report_read.reset();
+    // Moved up first, so that neither overwrites the other on the way to its number.
+    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
+    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
+    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, kReportFd, O_CLOEXEC) < 0 ||
+        ::dup3(lock_fd, kLockFd, O_CLOEXEC) < 0)
+      ::_exit(1);
+    (void)report_write.release();  // closed by close_range below, or already replaced
+    int keep_from = kStdioFd;
+    if (keep_stdio) {
+      for (int fd = 0; fd <= 2; ++fd) {
+        if (::dup3(fd, kStdioFd + fd, O_CLOEXEC) < 0) ::_exit(1);
+      }
+      keep_from = kStdioFd + 3;
+    }
+    ::syscall(SYS_close_range, keep_from, ~0U, 0);
+    detach(name);
+    trace::point("monitor: detached");
+    run(UniqueFd(kReportFd), UniqueFd(kLockFd));
+    ::_exit(1);  // run() ends the monitor itself
+  }
+  report_write.reset();
+  trace::point("start: waiting for the monitor");
+  KAPSEL_TRY(StartReport::wait(report_read.get()), "starting VE " + name);
+  auto state = store.load_state(name);
+  if (!state) return tl::unexpected(state.error().context("starting VE " + name));
+  if (!*state)
+    return fail(ErrorKind::failure, "starting VE " + name + ": the monitor left no state");
+  return **state;
+}
+
+void abandon_start(store::Store& store, const store::VeConfig& config, pid_t child,
+                   cgroup::Manager* cg, UniqueFd lock, StartReport& report, const Error& e) {
+  if (child > 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+  }
+  // Whatever else the child started (a UML kernel's helper processes) goes with the cgroups.
+  if (cg) (void)cg->destroy(config.name);
+  (void)net::tear_down_ve_network(config.name, config.network);
+  (void)store.clear_runtime(config.name);
+  store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
+  (void)store.save_exit(config.name, rec);
+  lock.reset();
+  report.error(e);
+  ::_exit(1);
+}
+
+void finish(store::Store& store, const store::VeConfig& config, cgroup::Manager& cg,
+            const store::ExitRecord& rec) {
+  trace::point("monitor: init ended");
+  (void)cg.destroy(config.name);
+  trace::point("monitor: cgroups removed");
+  (void)net::tear_down_ve_network(config.name, config.network);
+  (void)store.clear_runtime(config.name);
+  trace::point("monitor: runtime dir removed");
+  (void)store.save_exit(config.name, rec);
+  trace::point("monitor: exit recorded");
+  ::_exit(0);
 }
 
 }  // namespace kapsel::monitor

@@ -13,7 +13,12 @@
 
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
+#include "store/store.hpp"
 #include "store/ve_config.hpp"
+
+namespace kapsel::cgroup {
+class Manager;
+}
 
 namespace kapsel::monitor {
 
@@ -76,5 +81,34 @@ class StartReport {
  private:
   UniqueFd fd_;
 };
+
+// The descriptors a monitor keeps of the command that starts it, at fixed numbers (see launch).
+constexpr int kReportFd = 3;
+constexpr int kLockFd = 4;
+constexpr int kStdioFd = 5;  // with keep_stdio: the command's stdin, stdout and stderr at 5, 6, 7
+
+// Forks VE `name`'s monitor and waits until it reports the VE up, then returns the state it
+// saved; or the monitor's error. The monitor is detach()ed and keeps, at the numbers above and
+// nothing else of this command's (anything more could leak into the VE): the report channel
+// and its share of the VE's lock (held until the VE is up or rolled back, then closed, so that
+// the lock is not held for as long as the VE runs), and with `keep_stdio` this command's stdio
+// (a bundle's init gets the caller's pipes). Then `run` becomes the monitor and never returns.
+// One fork, no double fork: the monitor is reparented to the host's init when this command
+// exits (a fork costs ~1.5 ms here, and start-up is measured).
+[[nodiscard]] Result<store::RuntimeState> launch(
+    store::Store& store, const std::string& name, const store::VeLock& lock, bool keep_stdio,
+    const std::function<void(UniqueFd report, UniqueFd lock)>& run);
+
+// Ends the monitor of a VE that failed to start, leaving nothing behind: its `child` (if any,
+// > 0) is killed, its cgroups (if `cg` made them), network and runtime files removed, the
+// failure recorded as its exit and reported to the starting command.
+[[noreturn]] void abandon_start(store::Store& store, const store::VeConfig& config, pid_t child,
+                                cgroup::Manager* cg, UniqueFd lock, StartReport& report,
+                                const Error& e);
+
+// Ends the monitor of a VE that has stopped: its cgroups, network and runtime files are removed
+// and `rec` recorded, in that order (stop takes a gone runtime directory to mean "all done").
+[[noreturn]] void finish(store::Store& store, const store::VeConfig& config, cgroup::Manager& cg,
+                         const store::ExitRecord& rec);
 
 }  // namespace kapsel::monitor

@@ -53,10 +53,6 @@ namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-// The descriptors a monitor holds at fixed numbers (see ContainerDriver::start).
-constexpr int kMonitorReportFd = 3;
-constexpr int kMonitorLockFd = 4;
-
 // Everything the VE's init process needs between clone and exec. Plain data: the child must not
 // depend on anything of the monitor's that the clone did not copy.
 struct InitArgs {
@@ -208,8 +204,8 @@ int rlimit_resource(const std::string& name) {
   // The monitor's report pipe and its share of the container's lock (ContainerDriver::start):
   // this init outlives the monitor and waits for `start`, which must see the report end and
   // take the lock meanwhile.
-  ::close(kMonitorReportFd);
-  ::close(kMonitorLockFd);
+  ::close(monitor::kReportFd);
+  ::close(monitor::kLockFd);
   if (p.oom_score_adj) {
     if (auto st = fs::write_existing("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj));
         !st)
@@ -668,60 +664,18 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
     trace::point("start: no /proc service");
   }
 
-  int report_pipe[2];
-  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
-  UniqueFd report_read(report_pipe[0]);
-  UniqueFd report_write(report_pipe[1]);
-  // One fork, no double fork: the monitor starts a session of its own, and when this command
-  // exits it is reparented to the host's init, which reaps it. (A fork costs ~1.5 ms on the
-  // machines kapsel is built on, and start-up is measured.)
-  trace::point("start: forking the monitor");
-  pid_t monitor = ::fork();
-  if (monitor < 0) return errno_fail("forking the monitor");
-  if (monitor == 0) {
-    trace::point("monitor: forked");
-    report_read.reset();
-    // The monitor keeps two descriptors of this command's, at fixed numbers, and nothing else
-    // (anything more could leak into the VE): the report pipe as 3 and the VE's lock as 4. It
-    // holds the lock until the VE is up or rolled back, and then closes it, so that the lock
-    // is not held for as long as the VE runs. (Moved up first, so that neither overwrites the
-    // other on the way to its number.)
-    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
-    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
-    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, kMonitorReportFd, O_CLOEXEC) < 0 ||
-        ::dup3(lock_fd, kMonitorLockFd, O_CLOEXEC) < 0)
-      ::_exit(1);
-    (void)report_write.release();  // closed by close_range below, or already replaced
-    // A bundle's init gets this command's stdin, stdout and stderr (the caller's pipes), kept
-    // at 5, 6 and 7 past the monitor's detach().
-    int keep_from = 5;
-    if (config.bundle) {
-      for (int fd = 0; fd <= 2; ++fd) {
-        if (::dup3(fd, 5 + fd, O_CLOEXEC) < 0) ::_exit(1);
-      }
-      keep_from = 8;
-    }
-    ::syscall(SYS_close_range, keep_from, ~0U, 0);
-    run_monitor(config, *tmpl, UniqueFd(kMonitorReportFd), UniqueFd(kMonitorLockFd),
-                procfs_service);
-  }
-  report_write.reset();
-  trace::point("start: waiting for the monitor");
-  if (auto st = monitor::StartReport::wait(report_read.get()); !st) {
-    (void)cleanup(config);
-    return tl::unexpected(st.error().context("starting VE " + config.name));
-  }
-  auto state = ctx_.store().load_state(config.name);
-  if (!state || !*state)
-    return fail(ErrorKind::failure, "starting VE " + config.name + ": the monitor left no state");
-  return **state;
+  auto state = monitor::launch(ctx_.store(), config.name, lock, config.bundle.has_value(),
+                               [&](UniqueFd report, UniqueFd monitor_lock) {
+                                 run_monitor(config, *tmpl, std::move(report),
+                                             std::move(monitor_lock), procfs_service);
+                               });
+  if (!state) (void)cleanup(config);
+  return state;
 }
 
 void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Template& tmpl,
                                   UniqueFd report_fd, UniqueFd lock,
                                   std::optional<proc::ProcessRef> procfs_service) {
-  monitor::detach(config.name);
-  trace::point("monitor: detached");
   monitor::StartReport report(std::move(report_fd));
   auto& store = ctx_.store();
   const std::string& name = config.name;
@@ -732,21 +686,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   pid_t child = -1;
   cgroup::Manager* cg = nullptr;
 
-  // A failed start leaves nothing behind: the child dies, its namespaces and mounts with it,
-  // and the cgroups and runtime files are removed.
+  // A failed start leaves nothing behind: the child dies, its namespaces and mounts with it.
   auto fail_start = [&](const Error& e) {
-    if (child > 0) {
-      ::kill(child, SIGKILL);
-      ::waitpid(child, nullptr, 0);
-    }
-    if (cg) (void)cg->destroy(name);
-    (void)net::tear_down_ve_network(name, config.network);
-    (void)store.clear_runtime(name);
-    store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
-    (void)store.save_exit(name, rec);
-    lock.reset();
-    report.error(e);
-    ::_exit(1);
+    monitor::abandon_start(store, config, child, cg, std::move(lock), report, e);
   };
 
   auto cgr = ctx_.cgroups();
@@ -800,7 +742,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   if (bundle) {
     args.bundle = bundle;
     args.console_path = slave_path;
-    args.stdio_base = 5;
+    args.stdio_base = monitor::kStdioFd;
     args.own_network =
         bundle->has_namespace("network") && bundle->namespace_path("network").empty();
     start_fifo.reset(::open(bundle->start_fifo.c_str(), O_PATH | O_CLOEXEC));
@@ -1141,15 +1083,7 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     launch();
   }
   // Whatever else joined the cgroups goes with them.
-  trace::point("monitor: init ended");
-  (void)cg->destroy(name);
-  trace::point("monitor: cgroups removed");
-  (void)net::tear_down_ve_network(name, config.network);
-  (void)store.clear_runtime(name);
-  trace::point("monitor: runtime dir removed");
-  (void)store.save_exit(name, rec);
-  trace::point("monitor: exit recorded");
-  ::_exit(0);
+  monitor::finish(store, config, *cg, rec);
 }
 
 Status ContainerDriver::stop(const store::VeConfig& config, const store::RuntimeState& state,

@@ -276,39 +276,17 @@ Result<store::RuntimeState> UmlDriver::start(const store::VeConfig& config,
   KAPSEL_TRY(fs::make_dirs(ctx_.store().ve_run_dir(config.name), 0700),
              "preparing runtime directory");
 
-  int report_pipe[2];
-  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
-  UniqueFd report_read(report_pipe[0]);
-  UniqueFd report_write(report_pipe[1]);
-  pid_t monitor = ::fork();
-  if (monitor < 0) return errno_fail("forking the monitor");
-  if (monitor == 0) {
-    report_read.reset();
-    // As the container driver's monitor: the report pipe as 3, the VE's lock as 4, nothing
-    // else of this command's.
-    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
-    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
-    if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, 3, O_CLOEXEC) < 0 ||
-        ::dup3(lock_fd, 4, O_CLOEXEC) < 0)
-      ::_exit(1);
-    (void)report_write.release();
-    ::syscall(SYS_close_range, 5, ~0U, 0);
-    run_monitor(config, *image, UniqueFd(3), UniqueFd(4));
-  }
-  report_write.reset();
-  if (auto st = monitor::StartReport::wait(report_read.get()); !st) {
-    (void)cleanup(config);
-    return tl::unexpected(st.error().context("starting VE " + config.name));
-  }
-  auto state = ctx_.store().load_state(config.name);
-  if (!state || !*state)
-    return fail(ErrorKind::failure, "starting VE " + config.name + ": the monitor left no state");
-  return **state;
+  auto state =
+      monitor::launch(ctx_.store(), config.name, lock, /*keep_stdio=*/false,
+                      [&](UniqueFd report, UniqueFd monitor_lock) {
+                        run_monitor(config, *image, std::move(report), std::move(monitor_lock));
+                      });
+  if (!state) (void)cleanup(config);
+  return state;
 }
 
 void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& image,
                             UniqueFd report_fd, UniqueFd lock) {
-  monitor::detach(config.name);
   monitor::StartReport report(std::move(report_fd));
   auto& store = ctx_.store();
   const std::string& name = config.name;
@@ -321,19 +299,7 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   cgroup::Manager* cg = nullptr;
 
   auto fail_start = [&](const Error& e) {
-    if (child > 0) {
-      ::kill(child, SIGKILL);
-      ::waitpid(child, nullptr, 0);
-    }
-    // The kernel's helper processes outlive its main one: the cgroup takes them all.
-    if (cg) (void)cg->destroy(name);
-    (void)net::tear_down_ve_network(name, config.network);
-    (void)store.clear_runtime(name);
-    store::ExitRecord rec{"start-failed", -1, 0, ::time(nullptr), e.message};
-    (void)store.save_exit(name, rec);
-    lock.reset();
-    report.error(e);
-    ::_exit(1);
+    monitor::abandon_start(store, config, child, cg, std::move(lock), report, e);
   };
 
   auto cgr = ctx_.cgroups();
@@ -480,12 +446,9 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   };
   int status = monitor::supervise(s);
   store::ExitRecord rec = classify_uml(status);
+  // The kernel's helper processes outlive its main one.
   (void)cg->kill_all(name, 5000);
-  (void)cg->destroy(name);
-  (void)net::tear_down_ve_network(name, config.network);
-  (void)store.clear_runtime(name);
-  (void)store.save_exit(name, rec);
-  ::_exit(0);
+  monitor::finish(store, config, *cg, rec);
 }
 
 Status UmlDriver::stop(const store::VeConfig& config, const store::RuntimeState& state,
