@@ -13,6 +13,7 @@
 
 #include "common/fs.hpp"
 #include "common/terminal.hpp"
+#include "common/unix_socket.hpp"
 
 namespace kapsel::agent {
 namespace {
@@ -29,15 +30,9 @@ void on_winch(int) {
 }  // namespace
 
 Result<int> run_session(const std::string& socket_path, ExecSpec spec) {
-  UniqueFd conn(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!conn) return errno_fail("exec: creating a socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof addr.sun_path)
-    return fail(ErrorKind::failure, "exec: agent socket path too long: " + socket_path);
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
-  if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return errno_fail("exec: connecting to the VE's monitor at " + socket_path);
+  auto connected = unix_socket::connect(socket_path, "exec: connecting to the VE's monitor");
+  if (!connected) return tl::unexpected(connected.error());
+  UniqueFd conn = std::move(*connected);
 
   std::optional<terminal::RawMode> raw;
   if (spec.tty) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/fs.hpp"
+#include "common/unix_socket.hpp"
 
 namespace kapsel::agent {
 
@@ -55,15 +56,10 @@ void AgentRelay::on_line() {
 }
 
 void AgentRelay::on_accept() {
-  UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!conn) return;
   // Only the host's root (the socket is in the VE's root-only run directory as well) may run
   // commands in the guest.
-  struct ucred peer {};
-  socklen_t len = sizeof peer;
-  if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
-      peer.uid != ::geteuid())
-    return;
+  UniqueFd conn = unix_socket::accept_own_user(listener_.get());
+  if (!conn) return;
   std::uint32_t session = next_session_++;
   if (next_session_ == 0) next_session_ = 1;
   conns_[session] = Conn{std::move(conn), {}};

@@ -13,6 +13,7 @@
 
 #include "common/fs.hpp"
 #include "common/terminal.hpp"
+#include "common/unix_socket.hpp"
 
 namespace kapsel::driver::uml {
 
@@ -58,14 +59,8 @@ void ConsoleServer::on_console() {
 }
 
 void ConsoleServer::on_accept() {
-  UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!conn) return;
-  struct ucred peer {};
-  socklen_t len = sizeof peer;
-  if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
-      peer.uid != ::geteuid())
-    return;
-  clients_.push_back(std::move(conn));
+  if (UniqueFd conn = unix_socket::accept_own_user(listener_.get()))
+    clients_.push_back(std::move(conn));
 }
 
 void ConsoleServer::on_client(int fd) {
@@ -79,14 +74,9 @@ void ConsoleServer::on_client(int fd) {
 }
 
 Status attach_console(const std::string& path, const std::string& name) {
-  UniqueFd conn(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path)
-    return fail(ErrorKind::failure, "path too long: " + path);
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (!conn || ::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return errno_fail("console: connecting to the monitor of VE " + name);
+  auto connected = unix_socket::connect(path, "console: connecting to the monitor of VE " + name);
+  if (!connected) return tl::unexpected(connected.error());
+  UniqueFd conn = std::move(*connected);
   if (::isatty(STDERR_FILENO))
     std::fprintf(stderr, "kapsel: console of VE %s; Ctrl-] detaches\r\n", name.c_str());
   std::optional<terminal::RawMode> raw;

@@ -24,6 +24,7 @@
 #include "agent/guest_network.hpp"
 #include "cgroup/manager.hpp"
 #include "common/fs.hpp"
+#include "common/unix_socket.hpp"
 #include "driver/uml/console_server.hpp"
 #include "driver/uml/mconsole_client.hpp"
 #include "driver/uml/uml_image.hpp"
@@ -72,21 +73,6 @@ Status check_binary() {
                     " is missing: UML VEs need the User-mode Linux kernel; install the Debian "
                     "package user-mode-linux (apt-get install user-mode-linux)");
   return {};
-}
-
-Result<UniqueFd> listen_unix(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof addr.sun_path)
-    return fail(ErrorKind::failure, "socket path too long: " + path);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return errno_fail("creating " + path);
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  ::unlink(path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 16) != 0)
-    return errno_fail("binding " + path);
-  return fd;
 }
 
 store::ExitRecord classify_uml(int status) {
@@ -326,10 +312,10 @@ void UmlDriver::run_monitor(const store::VeConfig& config, const std::string& im
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
     fail_start(errno_fail("creating the agent's stream").value());
   UniqueFd line(pair[0]), guest_line(pair[1]);
-  auto listener = listen_unix(agent_socket(name));
+  auto listener = unix_socket::listen(agent_socket(name));
   if (!listener) fail_start(listener.error().context("the agent socket"));
   agent::AgentRelay relay(std::move(line), std::move(*listener));
-  auto console_listener = listen_unix(console_socket(name));
+  auto console_listener = unix_socket::listen(console_socket(name));
   if (!console_listener) fail_start(console_listener.error().context("the console socket"));
   ConsoleServer console(master.get(), log.get(), std::move(*console_listener));
 
