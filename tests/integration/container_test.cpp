@@ -1,8 +1,10 @@
 // The container driver end to end, through the real binary: what a VE looks like from inside,
 // what it leaves behind, and many VEs at once (issue #3, items 2 to 4).
+#include <sched.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -199,6 +201,34 @@ TEST_F(ContainerTest, RebootInsideTheVeStartsItAgain) {
   EXPECT_EQ(k.status("boot1")["last_exit"]["reason"], "rebooted");
   EXPECT_FALSE(process_alive(first_init));
   EXPECT_EQ(exec("boot1", "cat /root/f").out, "kept\n");
+}
+
+// Started from a realtime context (chrt, a realtime service), kapsel passes the policy on to
+// nothing of the VE's: the VE's cpu cgroup has no realtime budget, and the kernel would refuse
+// init and exec'd commands their cgroups. The test itself is the realtime caller for a while.
+TEST_F(ContainerTest, ARealtimeCallerStartsAndExecsOrdinaryProcesses) {
+  struct Realtime {
+    Realtime() {
+      sched_param p{};
+      p.sched_priority = 1;
+      ok = ::sched_setscheduler(0, SCHED_RR, &p) == 0;
+    }
+    ~Realtime() {
+      sched_param p{};
+      (void)::sched_setscheduler(0, SCHED_OTHER, &p);
+    }
+    bool ok = false;
+  } realtime;
+  ASSERT_TRUE(realtime.ok) << "cannot make the test realtime: " << std::strerror(errno);
+  // Field 41 of /proc/<pid>/stat is the scheduling policy: 0 is SCHED_OTHER, 2 SCHED_RR.
+  const std::string policies = "cut -d' ' -f41 /proc/1/stat /proc/self/stat";
+  create_and_start("rt1");
+  auto r = exec("rt1", policies);
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "0\n0\n") << r;
+  r = k.run({"run", "--rm", "--", "sh", "-c", policies});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "0\n0\n") << r;
 }
 
 TEST_F(ContainerTest, TwentyVesRunAtOnceAndAreListed) {
