@@ -372,6 +372,13 @@ Status Runtime::resume(const std::string& id) {
 }
 
 Status Runtime::remove(const std::string& id, bool force) {
+  KAPSEL_TRY(store::validate_name(id), "container id");
+  // Nothing to lock, and nothing to make, for a container that does not exist: runc's delete
+  // --force of a missing id (or under a --root that does not exist) succeeds and leaves no trace.
+  if (!store_.exists(id)) {
+    if (force) return {};
+    return fail(ErrorKind::not_found, "container " + id + " does not exist");
+  }
   auto lock = store_.lock(id);
   if (!lock) return tl::unexpected(lock.error());
   auto c = load(id);

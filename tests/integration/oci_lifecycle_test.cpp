@@ -125,6 +125,17 @@ TEST_F(OciLifecycleTest, DeleteOfARunningContainerNeedsForce) {
   EXPECT_NE(oci.run({"delete", "del"}).exit_code, 0);
 }
 
+// As runc: delete --force of an id that does not exist succeeds, and neither form makes the
+// --root directory it is given.
+TEST_F(OciLifecycleTest, DeleteUnderAMissingRootMakesNothing) {
+  ASSERT_FALSE(std::filesystem::exists(oci.root()));
+  auto forced = oci.run({"delete", "--force", "nosuch"});
+  EXPECT_EQ(forced.exit_code, 0) << forced;
+  EXPECT_EQ(forced.out + forced.err, "");
+  EXPECT_NE(oci.run({"delete", "nosuch"}).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(oci.root()));
+}
+
 TEST_F(OciLifecycleTest, DeleteRemovesTheContainersCgroups) {
   OciBundle b({"sleep", "60"});
   b.config["linux"]["cgroupsPath"] = "/kapsel-oci-it/cg1";
