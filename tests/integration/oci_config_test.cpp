@@ -125,6 +125,13 @@ TEST_F(OciConfigTest, NamespacePathsAreJoined) {
   EXPECT_EQ(run_to_end("nsb", b), "first\n" + std::string(theirs) + "\n");
 }
 
+// noNewPrivileges false (or left out): the process may gain privileges through exec.
+TEST_F(OciConfigTest, NoNewPrivilegesFalseIsHonoured) {
+  OciBundle b({"grep", "NoNewPrivs", "/proc/self/status"});
+  b.config["process"]["noNewPrivileges"] = false;
+  EXPECT_EQ(run_to_end("nnp0", b), "NoNewPrivs:\t0\n");
+}
+
 TEST_F(OciConfigTest, ResourcesBecomeCgroupLimits) {
   OciBundle b({"sleep", "60"});
   b.config["linux"]["cgroupsPath"] = "/kapsel-oci-it/res1";

@@ -239,6 +239,7 @@ int rlimit_resource(const std::string& name) {
   security::VePolicy policy;
   if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
   policy.cap_plan = go.caps;
+  policy.no_new_privs = p.no_new_privileges;
   policy.seccomp.resize(go.insns);
   if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
   if (b.has_namespace("cgroup") && b.namespace_path("cgroup").empty() &&
