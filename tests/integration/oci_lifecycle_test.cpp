@@ -162,50 +162,38 @@ TEST_F(OciLifecycleTest, ConsoleSocketReceivesThePtyMaster) {
   b.config["process"]["terminal"] = true;
   b.save();
   std::string path = oci.base() + "/console.sock";
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
+  ConsoleSocket console(path);
   // Without a socket, a terminal cannot be given.
   EXPECT_NE(oci.create("tty0", b).exit_code, 0);
   std::thread creator([&] {
     EXPECT_EQ(oci.create("tty1", b, {"--console-socket", path}).exit_code, 0);
   });
-  int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-  ASSERT_GE(conn, 0);
-  char data[256];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{data, sizeof data};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ASSERT_GT(::recvmsg(conn, &msg, 0), 0);
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  ASSERT_NE(cmsg, nullptr);
-  ASSERT_EQ(cmsg->cmsg_type, SCM_RIGHTS);
-  int master = -1;
-  std::memcpy(&master, CMSG_DATA(cmsg), sizeof master);
+  int master = console.receive_master();
   creator.join();
-  ::close(conn);
-  ::close(listener);
+  ASSERT_GE(master, 0);
   ASSERT_EQ(oci.run({"start", "tty1"}).exit_code, 0);
-  std::string seen;
-  for (int i = 0; i < 50 && seen.find("on-the-console") == std::string::npos; ++i) {
-    pollfd p{master, POLLIN, 0};
-    if (::poll(&p, 1, 100) > 0) {
-      char buf[256];
-      ssize_t n = ::read(master, buf, sizeof buf);
-      if (n <= 0) break;
-      seen.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(master);
+  std::string seen = console.read_master("on-the-console");
   EXPECT_NE(seen.find("/dev/console"), std::string::npos) << seen;
   EXPECT_NE(seen.find("on-the-console"), std::string::npos) << seen;
+}
+
+// process.consoleSize is the pty's size (TIOCSWINSZ) before the process runs.
+TEST_F(OciLifecycleTest, ConsoleSizeIsThePtysSize) {
+  OciBundle b({"sh", "-c", "stty size; echo size-done"});
+  b.config["process"]["terminal"] = true;
+  b.config["process"]["consoleSize"] = {{"height", 37}, {"width", 113}};
+  b.save();
+  std::string path = oci.base() + "/console-size.sock";
+  ConsoleSocket console(path);
+  std::thread creator([&] {
+    EXPECT_EQ(oci.create("ttysize", b, {"--console-socket", path}).exit_code, 0);
+  });
+  int master = console.receive_master();
+  creator.join();
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(oci.run({"start", "ttysize"}).exit_code, 0);
+  std::string seen = console.read_master("size-done");
+  EXPECT_NE(seen.find("37 113"), std::string::npos) << seen;
 }
 
 TEST_F(OciLifecycleTest, ErrorsGoToTheLogFileAsJson) {

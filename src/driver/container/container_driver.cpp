@@ -760,6 +760,15 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   UniqueFd slave;
   auto master = open_console(slave_path, slave);
   if (!master) fail_start(master.error());
+  // process.consoleSize: the pty's size before anything runs on it.
+  if (config.bundle && config.bundle->process.console_height > 0 &&
+      config.bundle->process.console_width > 0) {
+    struct winsize ws {};
+    ws.ws_row = static_cast<unsigned short>(config.bundle->process.console_height);
+    ws.ws_col = static_cast<unsigned short>(config.bundle->process.console_width);
+    if (::ioctl(master->get(), TIOCSWINSZ, &ws) != 0)
+      fail_start(errno_fail("process.consoleSize").value());
+  }
   // The syscall virtualiser's own filter, for a VE whose seccomp program cannot send it the
   // calls it answers (make_policy() below: all but the default profile's).
   std::optional<std::vector<sock_filter>> notify_program;
