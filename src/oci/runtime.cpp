@@ -166,8 +166,14 @@ Result<Runtime::Loaded> Runtime::load(const std::string& id) {
 
 Status Runtime::create(const std::string& id, const CreateRequest& request) {
   KAPSEL_TRY(store::validate_name(id), "container id");
-  if (request.preserve_fds != 0)
-    return fail(ErrorKind::usage, "--preserve-fds is not supported yet");
+  if (request.preserve_fds < 0)
+    return fail(ErrorKind::usage, "--preserve-fds must not be negative");
+  // Each must be open: the monitor moves them, and a gap would be filled by one of kapsel's.
+  for (int fd = 3; fd < 3 + request.preserve_fds; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0)
+      return fail(ErrorKind::usage, "--preserve-fds " + std::to_string(request.preserve_fds) +
+                                        ": descriptor " + std::to_string(fd) + " is not open");
+  }
   std::string bundle = absolute(request.bundle);
   auto text = fs::read_file(bundle + "/config.json");
   if (!text) return tl::unexpected(text.error().context("reading the bundle's config.json"));

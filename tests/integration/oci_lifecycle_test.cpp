@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "oci_harness.hpp"
@@ -134,6 +135,27 @@ TEST_F(OciLifecycleTest, DeleteUnderAMissingRootMakesNothing) {
   EXPECT_EQ(forced.out + forced.err, "");
   EXPECT_NE(oci.run({"delete", "nosuch"}).exit_code, 0);
   EXPECT_FALSE(std::filesystem::exists(oci.root()));
+}
+
+// --preserve-fds N: the caller's descriptors 3..3+N-1 are the container process's, at the same
+// numbers; the next one is not.
+TEST_F(OciLifecycleTest, PreserveFdsPassesTheCallersDescriptors) {
+  OciBundle b({"sh", "-c", "cat <&3; cat <&4; cat 2>/dev/null <&5 || echo no-fd-5"});
+  const std::string three = oci.base() + "/three", four = oci.base() + "/four";
+  { std::ofstream(three) << "from-fd-3\n"; }
+  { std::ofstream(four) << "from-fd-4\n"; }
+  const std::string out = oci.base() + "/preserve.out";
+  std::string line = "exec 3<" + three + " 4<" + four + " 5</dev/null; " + KAPSEL_BINARY +
+                     " oci --root " + oci.root() + " create --preserve-fds 2 --bundle " + b.dir() +
+                     " pfd >" + out + " 2>&1 </dev/null";
+  ASSERT_EQ(std::system(line.c_str()), 0) << read_text(out);
+  ASSERT_EQ(oci.run({"start", "pfd"}).exit_code, 0);
+  ASSERT_TRUE(oci.wait_stopped("pfd"));
+  EXPECT_EQ(read_text(out), "from-fd-3\nfrom-fd-4\nno-fd-5\n");
+  // A descriptor that is not open is refused, not replaced by one of kapsel's.
+  auto r = oci.run({"create", "--preserve-fds", "40", "--bundle", b.dir(), "pfd2"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--preserve-fds"), std::string::npos) << r;
 }
 
 TEST_F(OciLifecycleTest, DeleteRemovesTheContainersCgroups) {

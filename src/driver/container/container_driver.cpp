@@ -56,6 +56,9 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 // The descriptors a monitor holds at fixed numbers (see ContainerDriver::start).
 constexpr int kMonitorReportFd = 3;
 constexpr int kMonitorLockFd = 4;
+// A bundle's monitor also keeps the caller's stdin, stdout and stderr at 5, 6, 7, and the
+// descriptors of --preserve-fds from 8 on.
+constexpr int kPreservedFdBase = 8;
 
 // Everything the VE's init process needs between clone and exec. Plain data: the child must not
 // depend on anything of the monitor's that the clone did not copy.
@@ -258,6 +261,13 @@ int rlimit_resource(const std::string& name) {
     if (::personality(persona) < 0) init_fail(a.error_fd, errno_fail("personality").value());
   }
   ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // --preserve-fds: the caller's descriptors 3.. (kept by the monitor from kPreservedFdBase on)
+  // go back to their numbers, the only ones to survive the exec. Upwards, so that none is
+  // overwritten before it is moved: each target is below its source.
+  for (int i = 0; i < b.preserve_fds; ++i) {
+    if (::dup3(kPreservedFdBase + i, 3 + i, 0) < 0)
+      init_fail(a.error_fd, errno_fail("--preserve-fds").value());
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -687,8 +697,15 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
     // holds the lock until the VE is up or rolled back, and then closes it, so that the lock
     // is not held for as long as the VE runs. (Moved up first, so that neither overwrites the
     // other on the way to its number.)
-    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
-    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
+    const int preserved = config.bundle ? config.bundle->preserve_fds : 0;
+    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, kPreservedFdBase + preserved);
+    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, kPreservedFdBase + preserved);
+    // --preserve-fds: the caller's 3.. up to kPreservedFdBase.., before anything lands on 3 to
+    // 7. Downwards, so that none is overwritten before it is moved: each target is above its
+    // source.
+    for (int i = preserved - 1; i >= 0; --i) {
+      if (::dup3(3 + i, kPreservedFdBase + i, O_CLOEXEC) < 0) ::_exit(1);
+    }
     if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, kMonitorReportFd, O_CLOEXEC) < 0 ||
         ::dup3(lock_fd, kMonitorLockFd, O_CLOEXEC) < 0)
       ::_exit(1);
@@ -700,7 +717,7 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
       for (int fd = 0; fd <= 2; ++fd) {
         if (::dup3(fd, 5 + fd, O_CLOEXEC) < 0) ::_exit(1);
       }
-      keep_from = 8;
+      keep_from = kPreservedFdBase + preserved;
     }
     ::syscall(SYS_close_range, keep_from, ~0U, 0);
     run_monitor(config, *tmpl, UniqueFd(kMonitorReportFd), UniqueFd(kMonitorLockFd),
