@@ -132,6 +132,19 @@ TEST_F(OciConfigTest, NoNewPrivilegesFalseIsHonoured) {
   EXPECT_EQ(run_to_end("nnp0", b), "NoNewPrivs:\t0\n");
 }
 
+// linux.resources.devices on top of the default devices: a deny rule takes /dev/null away,
+// /dev/zero stays.
+TEST_F(OciConfigTest, ResourcesDevicesRulesApply) {
+  OciBundle b({"sh", "-c",
+               "(echo x >/dev/null) 2>/dev/zero && echo null-open || echo null-denied; "
+               "echo x >/dev/zero && echo zero-open"});
+  b.config["linux"]["resources"]["devices"].push_back(
+      {{"allow", false}, {"type", "c"}, {"major", 1}, {"minor", 3}, {"access", "rwm"}});
+  EXPECT_EQ(run_to_end("devrule1", b), "null-denied\nzero-open\n");
+  OciBundle open({"sh", "-c", "echo x >/dev/null && echo null-open"});
+  EXPECT_EQ(run_to_end("devrule2", open), "null-open\n");
+}
+
 TEST_F(OciConfigTest, ResourcesBecomeCgroupLimits) {
   OciBundle b({"sleep", "60"});
   b.config["linux"]["cgroupsPath"] = "/kapsel-oci-it/res1";

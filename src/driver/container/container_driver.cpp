@@ -869,13 +869,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                               bundle ? std::vector<std::string>{} : procfs::virtualised_calls());
     if (!made_policy) fail_start(made_policy.error());
     policy = std::move(*made_policy);
-    // A bundle's own device nodes (linux.devices) may be used, besides kapsel's defaults.
-    if (bundle) {
-      for (const auto& d : bundle->devices) {
-        if (d.type == 'c' || d.type == 'b')
-          policy->device_rules.push_back(cgroup::DeviceRule{d.type, d.major, d.minor, "rwm", true});
-      }
-    }
+    // A bundle's own device nodes (linux.devices) may be used, besides kapsel's defaults, as
+    // linux.resources.devices says.
+    if (bundle) policy->device_rules = security::bundle_device_rules(policy->device_rules, *bundle);
     // exec loads the same programs; they need not be built again for every command.
     std::vector<std::pair<const char*, const std::vector<sock_filter>*>> files;
     if (policy->seccomp_notifies) {
