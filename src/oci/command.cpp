@@ -150,7 +150,7 @@ json features() {
         "ro",     "rprivate", "rshared",     "rslave", "runbindable", "rw",
         "shared", "slave",    "strictatime", "suid",   "sync",        "unbindable"}},
       {"linux",
-       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "uts"}},
+       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}},
         {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}}},
         {"seccomp", {{"enabled", true}}},
         {"apparmor", {{"enabled", false}}},

@@ -226,6 +226,10 @@ Status Runtime::create(const std::string& id, const CreateRequest& request) {
   }
   if (::mkfifo(b.start_fifo.c_str(), 0600) != 0)
     return undo(errno_fail("making the start FIFO").value());
+  // In a user namespace init is no longer the host's root when it opens the FIFO (through its
+  // descriptor, so the state directory stays closed to others): as runc's, writable by anyone.
+  if (b.has_namespace("user") && ::chmod(b.start_fifo.c_str(), 0622) != 0)
+    return undo(errno_fail("making the start FIFO").value());
   auto started = (*drv)->start(config, *lock);
   if (!started) return undo(started.error().context("creating container " + id));
   if (auto st = write_pid_file(request.pid_file, started->init.pid); !st) {

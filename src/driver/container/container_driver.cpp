@@ -213,6 +213,21 @@ int rlimit_resource(const std::string& name) {
   // take the lock meanwhile.
   ::close(kMonitorReportFd);
   ::close(kMonitorLockFd);
+  // A mount namespace joined by path (runc's way): the root and mounts are made in it, and
+  // pivot_root moves its root, so it should be one made for the container.
+  if (std::string mnt = b.namespace_path("mount"); !mnt.empty()) {
+    UniqueFd ns(::open(mnt.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns || ::setns(ns.get(), CLONE_NEWNS) != 0)
+      init_fail(a.error_fd, errno_fail("linux.namespaces: joining " + mnt).value());
+  }
+  // A user namespace of its own (once the monitor has written its maps: one byte on the sync
+  // pipe) or joined: init is the namespace's root, which owns every other namespace made in it.
+  if (b.has_namespace("user")) {
+    char mapped = 0;
+    if (b.namespace_path("user").empty() && !read_exact(a.sync_fd, &mapped, 1)) ::_exit(1);
+    if (int err = security::become_namespace_root(); err != 0)
+      init_fail(a.error_fd, sys_fail(err, "becoming root of the user namespace").value());
+  }
   if (p.oom_score_adj) {
     if (auto st = fs::write_existing("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj));
         !st)
@@ -378,7 +393,8 @@ Error init_error_of(const std::string& text) {
 pid_t clone_into_namespaces(std::uint64_t flags) {
   struct clone_args args {};
   args.flags = flags;
-  args.exit_signal = SIGCHLD;
+  // (With CLONE_PARENT the child takes its exit signal from the caller, and clone3 wants none.)
+  args.exit_signal = (flags & CLONE_PARENT) != 0 ? 0 : SIGCHLD;
   return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
@@ -455,6 +471,19 @@ Status new_time_namespace() {
                         " 0\n";
   KAPSEL_TRY(fs::write_existing("/proc/self/timens_offsets", offsets), "setting the VE's clocks");
   return {};
+}
+
+// A bundle's own time namespace (linux.namespaces "time" without a path), with the clock offsets
+// of linux.timeOffsets, made as new_time_namespace() makes a VE's: for the monitor's children.
+Status bundle_time_namespace(const store::BundleConfig& bundle) {
+  if (!bundle.has_namespace("time") || !bundle.namespace_path("time").empty()) return {};
+  if (::unshare(CLONE_NEWTIME) != 0) return errno_fail("linux.namespaces: making a time namespace");
+  std::string offsets;
+  for (const auto& o : bundle.time_offsets)
+    offsets += o.clock + " " + std::to_string(o.secs) + " " + std::to_string(o.nanosecs) + "\n";
+  if (offsets.empty()) return {};
+  return with_context(fs::write_existing("/proc/self/timens_offsets", offsets),
+                      "linux.timeOffsets");
 }
 
 // Where a VE's monitor takes the syscall listeners of the processes `kapsel exec` starts in the
@@ -562,16 +591,19 @@ Result<int> run_in_user_namespace(int init_pidfd, const std::function<Result<int
 
 // The namespaces of a bundle's linux.namespaces that the monitor sets up before it clones init:
 // clone `flags` for those to make, and setns(2) into those with a path (pid: for its children,
-// which init is). Joining a mount or user namespace by path, or making a user or time namespace,
-// is not supported yet.
+// which init is; time: the monitor returns to the host's after the clone). A mount namespace
+// with a path is joined by init itself (the monitor goes on working on the host's files), a
+// new time namespace made by bundle_time_namespace(), a user namespace with a path joined by
+// clone_in_user_namespace().
 Status bundle_namespaces(const store::BundleConfig& bundle, std::uint64_t& flags) {
-  static const std::array<std::pair<const char*, int>, 7> kTypes = {{{"pid", CLONE_NEWPID},
+  static const std::array<std::pair<const char*, int>, 8> kTypes = {{{"pid", CLONE_NEWPID},
                                                                      {"network", CLONE_NEWNET},
                                                                      {"ipc", CLONE_NEWIPC},
                                                                      {"uts", CLONE_NEWUTS},
                                                                      {"mount", CLONE_NEWNS},
                                                                      {"cgroup", CLONE_NEWCGROUP},
-                                                                     {"user", CLONE_NEWUSER}}};
+                                                                     {"user", CLONE_NEWUSER},
+                                                                     {"time", CLONE_NEWTIME}}};
   flags = CLONE_NEWNS;  // always: the bundle's root is mounted in a namespace of its own
   for (const auto& ns : bundle.namespaces) {
     int type = 0;
@@ -580,20 +612,61 @@ Status bundle_namespaces(const store::BundleConfig& bundle, std::uint64_t& flags
     }
     if (type == 0)
       return fail(ErrorKind::usage, "linux.namespaces: " + ns.type + " is not supported");
-    if (type == CLONE_NEWUSER)
-      return fail(ErrorKind::usage, "linux.namespaces: user namespaces are not supported yet");
+    if (type == CLONE_NEWUSER && !ns.path.empty()) continue;
     if (ns.path.empty()) {
       // The cgroup namespace is made by init once it is in its cgroups.
-      if (type != CLONE_NEWCGROUP) flags |= static_cast<std::uint64_t>(type);
+      if (type != CLONE_NEWCGROUP && type != CLONE_NEWTIME)
+        flags |= static_cast<std::uint64_t>(type);
       continue;
     }
-    if (type == CLONE_NEWNS)
-      return fail(ErrorKind::usage, "linux.namespaces: joining a mount namespace is not supported");
+    if (type == CLONE_NEWNS) {
+      flags &= ~static_cast<std::uint64_t>(CLONE_NEWNS);
+      continue;
+    }
     UniqueFd fd(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return errno_fail("linux.namespaces: opening " + ns.path);
     if (::setns(fd.get(), type) != 0) return errno_fail("linux.namespaces: joining " + ns.path);
   }
   return {};
+}
+
+// Clones a bundle's init as bundle_namespaces() and clone_into_namespaces() do, from inside the
+// user namespace at linux.namespaces' "user" path, so that the namespaces made belong to it.
+// The monitor cannot join it itself: there is no way back to the host's user namespace, whose
+// privileges it needs for the container's cgroups. A helper joins it and everything else, and
+// clones init with CLONE_PARENT, so that init is the monitor's child as always. (Forked before
+// any pid namespace is joined, the helper sees init's pid as the monitor does.) Returns init's
+// pid, and 0 in init, as clone does.
+Result<pid_t> clone_in_user_namespace(const store::BundleConfig& bundle) {
+  UniqueFd ns(::open(bundle.namespace_path("user").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return errno_fail("linux.namespaces: opening " + bundle.namespace_path("user"));
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return errno_fail("linux.namespaces: a pipe");
+  UniqueFd result_read(pipe_fds[0]), result_write(pipe_fds[1]);
+  pid_t helper = ::fork();
+  if (helper < 0) return errno_fail("linux.namespaces: forking");
+  if (helper == 0) {
+    std::uint64_t flags = 0;
+    Status joined =
+        ::setns(ns.get(), CLONE_NEWUSER) == 0
+            ? bundle_namespaces(bundle, flags)
+            : Status(errno_fail("linux.namespaces: joining " + bundle.namespace_path("user")));
+    pid_t child = joined ? clone_into_namespaces(flags | CLONE_PARENT) : -1;
+    if (child == 0) return 0;
+    std::string report = child > 0 ? std::to_string(child)
+                         : joined
+                             ? errno_fail("creating the container's namespaces").value().message
+                             : joined.error().message;
+    (void)!::write(result_write.get(), report.data(), report.size());
+    ::_exit(0);
+  }
+  result_write.reset();
+  std::string report = proc::read_to_eof(result_read.get());
+  while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (report.empty() || !std::isdigit(static_cast<unsigned char>(report[0])))
+    return fail(ErrorKind::failure, report.empty() ? "linux.namespaces: the helper died" : report);
+  return static_cast<pid_t>(std::atoi(report.c_str()));
 }
 
 // runc's console socket protocol: one message whose data is the pty's name and whose one
@@ -950,18 +1023,28 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again. Only root
     // may make one with offsets: a rootless VE keeps the host's clocks. (A bundle's container
     // has one only if it asks: the spec's "time" namespace, not supported yet.)
-    if (auto st = rootless || bundle ? Status{} : new_time_namespace(); !st) fail_start(st.error());
+    if (auto st = rootless ? Status{}
+                  : bundle ? bundle_time_namespace(*bundle)
+                           : new_time_namespace();
+        !st)
+      fail_start(st.error());
     trace::point("monitor: time namespace made");
     // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
     // that its root may mount and configure them.
     std::uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                           (args.own_network ? CLONE_NEWNET : 0) |
                           (args.rootfs.userns ? CLONE_NEWUSER : 0);
-    if (bundle) {
-      auto joined = bundle_namespaces(*bundle, flags);
-      if (!joined) fail_start(joined.error());
+    if (bundle && !bundle->namespace_path("user").empty()) {
+      auto cloned = clone_in_user_namespace(*bundle);
+      if (!cloned) fail_start(cloned.error());
+      child = *cloned;
+    } else {
+      if (bundle) {
+        auto joined = bundle_namespaces(*bundle, flags);
+        if (!joined) fail_start(joined.error());
+      }
+      child = clone_into_namespaces(flags);
     }
-    child = clone_into_namespaces(flags);
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -979,6 +1062,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
       if (!mapped) fail_start(mapped.error());
       lower_tree.reset();
+    }
+    if (bundle && bundle->has_namespace("user") && bundle->namespace_path("user").empty()) {
+      auto mapped = security::write_bundle_id_maps(child, *bundle);
+      if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
+      if (!mapped) fail_start(mapped.error());
     }
     sync_read.reset();
     error_write.reset();
@@ -1340,7 +1428,8 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string userns_msg =
       "kapsel: exec: joining the user namespace of VE " + config.name + ": ";
   // (The helper of a rootless VE is in its user namespace already.)
-  const bool userns = config.security.userns.has_value() && !rootless;
+  const bool userns = (config.security.userns.has_value() && !rootless) ||
+                      (config.bundle && config.bundle->has_namespace("user"));
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
