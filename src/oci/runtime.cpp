@@ -111,14 +111,17 @@ Result<int> parse_signal(const std::string& text) {
   return fail(ErrorKind::usage, "unknown signal " + text);
 }
 
-Result<store::BundleProcess> parse_process(std::string_view text) {
+Result<ExecProcess> parse_process(std::string_view text) {
   json p = json::parse(text, nullptr, false);
   if (p.is_discarded() || !p.is_object())
     return fail(ErrorKind::usage, "the process file is not a JSON object");
   json wrapper = {{"ociVersion", "1.0.0"}, {"root", {{"path", "/"}}}, {"process", p}};
   auto spec = parse_bundle_config(wrapper.dump(), "/");
   if (!spec) return tl::unexpected(spec.error());
-  return spec->config.bundle->process;
+  ExecProcess exec;
+  exec.process = spec->config.bundle->process;
+  if (p.contains("capabilities")) exec.capabilities = spec->config.security.capabilities;
+  return exec;
 }
 
 Runtime::Runtime(const std::string& root) : store_(store::Paths{root, root + "/run"}) {}
@@ -439,7 +442,20 @@ Result<int> Runtime::exec(const std::string& id, const ExecProcess& request) {
       return driver::container::send_pty_master(socket, master, name);
     };
   }
-  auto code = (*drv)->exec(c->config, *c->runtime, r);
+  // The process to exec goes to the driver as the bundle's (config.bundle->process: its rlimits
+  // and noNewPrivileges), with its own capabilities if the process file gives them.
+  store::VeConfig config = c->config;
+  store::BundleProcess& run = config.bundle->process;
+  std::vector<store::BundleRlimit> rlimits = std::move(run.rlimits);
+  bool no_new_privs = run.no_new_privileges;
+  run = request.process;
+  if (!request.from_file) {
+    run.rlimits = std::move(rlimits);
+    run.no_new_privileges = no_new_privs;
+  }
+  if (request.no_new_privs) run.no_new_privileges = true;
+  if (request.capabilities) config.security.capabilities = request.capabilities;
+  auto code = (*drv)->exec(config, *c->runtime, r);
   if (!code) return code;
   if (!pid_written) return tl::unexpected(pid_written.error());
   return code;

@@ -166,10 +166,20 @@ TEST(OciBundleSpec, Signals) {
 TEST(OciBundleSpec, ProcessFile) {
   auto p = parse_process(R"({"args":["ls"],"cwd":"/tmp","env":["A=1"],"terminal":true})");
   ASSERT_TRUE(p) << p.error().message;
-  EXPECT_EQ(p->args, std::vector<std::string>{"ls"});
-  EXPECT_EQ(p->cwd, "/tmp");
-  EXPECT_TRUE(p->terminal);
+  EXPECT_EQ(p->process.args, std::vector<std::string>{"ls"});
+  EXPECT_EQ(p->process.cwd, "/tmp");
+  EXPECT_TRUE(p->process.terminal);
+  EXPECT_FALSE(p->capabilities);                      // the container's
   EXPECT_FALSE(parse_process(R"({"args":["ls"]})"));  // cwd is required
+  auto caps = parse_process(
+      R"({"args":["ls"],"cwd":"/","noNewPrivileges":true,"capabilities":{"bounding":["CAP_KILL"]},
+          "rlimits":[{"type":"RLIMIT_NOFILE","soft":100,"hard":200}]})");
+  ASSERT_TRUE(caps) << caps.error().message;
+  ASSERT_TRUE(caps->capabilities);
+  EXPECT_EQ(*caps->capabilities, std::vector<std::string>{"CAP_KILL"});
+  EXPECT_TRUE(caps->process.no_new_privileges);
+  ASSERT_EQ(caps->process.rlimits.size(), 1u);
+  EXPECT_EQ(caps->process.rlimits[0].hard, 200u);
 }
 
 TEST(OciBundleSpec, UserAndTimeNamespaces) {

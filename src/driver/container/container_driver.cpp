@@ -1351,6 +1351,17 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     policy = security::make_policy(config.security, cache_dir, cached ? &*cached : nullptr);
   }
   if (!policy) return tl::unexpected(policy.error().context("exec in VE " + config.name));
+  // A bundle's container: the OCI front end passes the process to exec as config.bundle->process,
+  // whose no_new_privs setting and rlimits apply to it, as runc applies them.
+  std::vector<std::pair<int, struct rlimit>> rlimits;
+  if (config.bundle) {
+    policy->no_new_privs = config.bundle->process.no_new_privileges;
+    for (const auto& r : config.bundle->process.rlimits) {
+      int resource = rlimit_resource(r.type);
+      if (resource < 0) return fail(ErrorKind::usage, "process.rlimits: unknown " + r.type);
+      rlimits.push_back({resource, {r.soft, r.hard}});
+    }
+  }
   // Until the command has been exec'd, this process (and its vfork child, which shares its
   // memory) is kapsel's binary inside the VE's pid namespace: not dumpable, so the VE's
   // processes can neither open its /proc/<pid>/exe to overwrite kapsel (CVE-2019-5736) nor
@@ -1430,6 +1441,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // (The helper of a rootless VE is in its user namespace already.)
   const bool userns = (config.security.userns.has_value() && !rootless) ||
                       (config.bundle && config.bundle->has_namespace("user"));
+  const std::string rlimit_msg = "kapsel: exec: process.rlimits in VE " + config.name + ": ";
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
@@ -1441,6 +1453,11 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   trace::point("exec: forking");
   pid_t child = ::vfork();
   if (child == 0) {
+    // First, while this process may still raise a hard limit (CAP_SYS_RESOURCE in the host's
+    // user namespace).
+    for (const auto& [resource, lim] : rlimits) {
+      if (::setrlimit(resource, &lim) != 0) child_fail(rlimit_msg, errno, 125);
+    }
     for (const auto& fd : *procs) {
       if (::write(fd.get(), "0", 1) != 1) child_fail(cgroup_msg, errno, 125);
     }
