@@ -137,13 +137,13 @@ Status parse_resources(const json& r, cgroup::Limits& limits) {
 }
 
 // linux.resources.devices: the device cgroup's rules, in order.
-Result<std::vector<store::BundleDeviceRule>> parse_device_rules(const json& r) {
-  std::vector<store::BundleDeviceRule> out;
+Result<std::vector<cgroup::DeviceRule>> parse_device_rules(const json& r) {
+  std::vector<cgroup::DeviceRule> out;
   constexpr const char* field = "linux.resources.devices";
   if (!r.contains("devices") || r.at("devices").is_null()) return out;
   if (!r.at("devices").is_array()) return invalid(field, "must be an array");
   for (const auto& d : r.at("devices")) {
-    store::BundleDeviceRule rule;
+    cgroup::DeviceRule rule;
     std::optional<std::string> type, access;
     std::optional<std::int64_t> major, minor;
     if (!d.is_object() || !d.contains("allow")) return invalid(field, "each entry needs allow");
@@ -160,12 +160,9 @@ Result<std::vector<store::BundleDeviceRule>> parse_device_rules(const json& r) {
     rule.type = type ? (*type)[0] : 'a';
     rule.major = major.value_or(-1);
     rule.minor = minor.value_or(-1);
-    if (rule.major < -1 || rule.minor < -1)
-      return invalid(field, "major and minor must be -1 (any) or a device number");
     if (access) rule.access = *access;
-    if (rule.access.empty() || rule.access.find_first_not_of("rwm") != std::string::npos)
-      return invalid("linux.resources.devices.access",
-                     "'" + rule.access + "' is not made of r, w and m");
+    // As both device cgroup mechanisms can express it (numbers, access within "rwm").
+    if (auto st = cgroup::check_rule(rule); !st) return invalid(field, st.error().message);
     out.push_back(rule);
   }
   return out;

@@ -154,7 +154,7 @@ std::vector<cgroup::DeviceRule> bundle_device_rules(const std::vector<cgroup::De
       rules = floor;
       continue;
     }
-    rules.push_back({r.type, r.major, r.minor, r.access, r.allow});
+    rules.push_back(r);
   }
   return rules;
 }

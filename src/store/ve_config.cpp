@@ -23,6 +23,11 @@ struct adl_serializer<std::optional<T>> {
 };
 }  // namespace nlohmann
 
+// A bundle's linux.resources.devices rules, as its stored config holds them.
+namespace kapsel::cgroup {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceRule, type, major, minor, access, allow)
+}  // namespace kapsel::cgroup
+
 namespace kapsel::store {
 
 using nlohmann::json;
@@ -76,7 +81,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleProcess, args, env, cwd, u
                                                 console_width)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleIdMapping, container_id, host_id, size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleTimeOffset, clock, secs, nanosecs)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleDeviceRule, allow, type, major, minor, access)
+
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleNamespace, type, path)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleDevice, path, type, major, minor, mode, uid,
                                                 gid)

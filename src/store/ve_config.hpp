@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "cgroup/devices.hpp"
 #include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "common/process.hpp"
@@ -107,16 +108,6 @@ struct BundleTimeOffset {
   std::uint32_t nanosecs = 0;
 };
 
-// One of linux.resources.devices, in the spec's terms: type "a", "c" or "b", major and minor
-// -1 for any.
-struct BundleDeviceRule {
-  bool allow = false;
-  char type = 'a';
-  std::int64_t major = -1;
-  std::int64_t minor = -1;
-  std::string access = "rwm";
-};
-
 // One entry of linux.namespaces: a namespace to make ("pid", "network", "mount", "ipc", "uts",
 // "cgroup", "user"), or with `path` one to join.
 struct BundleNamespace {
@@ -145,8 +136,8 @@ struct BundleConfig {
   std::vector<BundleDevice> devices;
   std::vector<BundleIdMapping> uid_mappings;  // with a new user namespace
   std::vector<BundleIdMapping> gid_mappings;
-  std::vector<BundleTimeOffset> time_offsets;  // with a new time namespace
-  std::vector<BundleDeviceRule> device_rules;  // linux.resources.devices, in order
+  std::vector<BundleTimeOffset> time_offsets;    // with a new time namespace
+  std::vector<cgroup::DeviceRule> device_rules;  // linux.resources.devices, in order
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;
   std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared"...
