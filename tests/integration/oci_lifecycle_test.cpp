@@ -22,6 +22,22 @@ namespace {
 class OciLifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
+
+  // Creates `id` with a console socket, starts it, and returns what its process wrote on the
+  // pty's master until `marker`.
+  std::string run_on_console(const std::string& id, const OciBundle& b, const std::string& marker) {
+    std::string path = oci.base() + "/" + id + ".sock";
+    ConsoleSocket console(path);
+    std::thread creator([&] {
+      EXPECT_EQ(oci.create(id, b, {"--console-socket", path}).exit_code, 0);
+    });
+    int master = console.receive_master();
+    creator.join();
+    if (master < 0) return "<no pty master received>";
+    EXPECT_EQ(oci.run({"start", id}).exit_code, 0);
+    return console.read_master(marker);
+  }
+
   Oci oci;
 };
 
@@ -183,18 +199,9 @@ TEST_F(OciLifecycleTest, ConsoleSocketReceivesThePtyMaster) {
   OciBundle b({"sh", "-c", "tty; echo on-the-console"});
   b.config["process"]["terminal"] = true;
   b.save();
-  std::string path = oci.base() + "/console.sock";
-  ConsoleSocket console(path);
   // Without a socket, a terminal cannot be given.
   EXPECT_NE(oci.create("tty0", b).exit_code, 0);
-  std::thread creator([&] {
-    EXPECT_EQ(oci.create("tty1", b, {"--console-socket", path}).exit_code, 0);
-  });
-  int master = console.receive_master();
-  creator.join();
-  ASSERT_GE(master, 0);
-  ASSERT_EQ(oci.run({"start", "tty1"}).exit_code, 0);
-  std::string seen = console.read_master("on-the-console");
+  std::string seen = run_on_console("tty1", b, "on-the-console");
   EXPECT_NE(seen.find("/dev/console"), std::string::npos) << seen;
   EXPECT_NE(seen.find("on-the-console"), std::string::npos) << seen;
 }
@@ -205,16 +212,7 @@ TEST_F(OciLifecycleTest, ConsoleSizeIsThePtysSize) {
   b.config["process"]["terminal"] = true;
   b.config["process"]["consoleSize"] = {{"height", 37}, {"width", 113}};
   b.save();
-  std::string path = oci.base() + "/console-size.sock";
-  ConsoleSocket console(path);
-  std::thread creator([&] {
-    EXPECT_EQ(oci.create("ttysize", b, {"--console-socket", path}).exit_code, 0);
-  });
-  int master = console.receive_master();
-  creator.join();
-  ASSERT_GE(master, 0);
-  ASSERT_EQ(oci.run({"start", "ttysize"}).exit_code, 0);
-  std::string seen = console.read_master("size-done");
+  std::string seen = run_on_console("ttysize", b, "size-done");
   EXPECT_NE(seen.find("37 113"), std::string::npos) << seen;
 }
 
