@@ -173,7 +173,7 @@ Status StartReport::wait(int fd) {
 }
 
 Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
-                                   const store::VeLock& lock, bool keep_stdio,
+                                   const store::VeLock& lock, bool keep_stdio, int preserved_fds,
                                    const std::function<void(UniqueFd report, UniqueFd lock)>& run) {
   int report_pipe[2];
   if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
@@ -185,19 +185,27 @@ Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
   if (monitor == 0) {
     trace::point("monitor: forked");
     report_read.reset();
-    // Moved up first, so that neither overwrites the other on the way to its number.
-    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, 10);
-    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, 10);
+    // Moved up first, above everything that is kept, so that nothing is overwritten on the
+    // way to its number.
+    const int above = kPreservedFdBase + preserved_fds;
+    int report_fd = ::fcntl(report_write.get(), F_DUPFD_CLOEXEC, above);
+    int lock_fd = ::fcntl(lock.fd(), F_DUPFD_CLOEXEC, above);
+    // The preserved descriptors 3.. go up first, the highest first: each target is above its
+    // source, and 3 to 7 are overwritten below.
+    for (int i = preserved_fds - 1; i >= 0; --i) {
+      if (::dup3(3 + i, kPreservedFdBase + i, O_CLOEXEC) < 0) ::_exit(1);
+    }
     if (report_fd < 0 || lock_fd < 0 || ::dup3(report_fd, kReportFd, O_CLOEXEC) < 0 ||
         ::dup3(lock_fd, kLockFd, O_CLOEXEC) < 0)
       ::_exit(1);
     (void)report_write.release();  // closed by close_range below, or already replaced
+    // (Preserved descriptors come with the caller's stdio: both are for a bundle's process.)
     int keep_from = kStdioFd;
-    if (keep_stdio) {
+    if (keep_stdio || preserved_fds > 0) {
       for (int fd = 0; fd <= 2; ++fd) {
         if (::dup3(fd, kStdioFd + fd, O_CLOEXEC) < 0) ::_exit(1);
       }
-      keep_from = kStdioFd + 3;
+      keep_from = above;
     }
     ::syscall(SYS_close_range, keep_from, ~0U, 0);
     detach(name);

@@ -86,18 +86,20 @@ class StartReport {
 constexpr int kReportFd = 3;
 constexpr int kLockFd = 4;
 constexpr int kStdioFd = 5;  // with keep_stdio: the command's stdin, stdout and stderr at 5, 6, 7
+constexpr int kPreservedFdBase = 8;  // and its descriptors 3.. of --preserve-fds from 8 on
 
 // Forks VE `name`'s monitor and waits until it reports the VE up, then returns the state it
 // saved; or the monitor's error. The monitor is detach()ed and keeps, at the numbers above and
 // nothing else of this command's (anything more could leak into the VE): the report channel
 // and its share of the VE's lock (held until the VE is up or rolled back, then closed, so that
 // the lock is not held for as long as the VE runs), and with `keep_stdio` this command's stdio
-// (a bundle's init gets the caller's pipes). Then `run` becomes the monitor and never returns.
+// (a bundle's init gets the caller's pipes) and its `preserved_fds` descriptors from 3 on (an OCI
+// create's --preserve-fds). Then `run` becomes the monitor and never returns.
 // One fork, no double fork: the monitor is reparented to the host's init when this command
 // exits (a fork costs ~1.5 ms here, and start-up is measured).
 [[nodiscard]] Result<store::RuntimeState> launch(
     store::Store& store, const std::string& name, const store::VeLock& lock, bool keep_stdio,
-    const std::function<void(UniqueFd report, UniqueFd lock)>& run);
+    int preserved_fds, const std::function<void(UniqueFd report, UniqueFd lock)>& run);
 
 // Ends the monitor of a VE that failed to start, leaving nothing behind: its `child` (if any,
 // > 0) is killed, its cgroups (if `cg` made them), network and runtime files removed, the

@@ -136,6 +136,38 @@ Status parse_resources(const json& r, cgroup::Limits& limits) {
   return {};
 }
 
+// linux.resources.devices: the device cgroup's rules, in order.
+Result<std::vector<cgroup::DeviceRule>> parse_device_rules(const json& r) {
+  std::vector<cgroup::DeviceRule> out;
+  constexpr const char* field = "linux.resources.devices";
+  if (!r.contains("devices") || r.at("devices").is_null()) return out;
+  if (!r.at("devices").is_array()) return invalid(field, "must be an array");
+  for (const auto& d : r.at("devices")) {
+    cgroup::DeviceRule rule;
+    std::optional<std::string> type, access;
+    std::optional<std::int64_t> major, minor;
+    if (!d.is_object() || !d.contains("allow")) return invalid(field, "each entry needs allow");
+    OCI_TRY_ASSIGN(rule.allow, (optional_field<bool>(d, "allow", "linux.resources.devices.allow")));
+    OCI_TRY_ASSIGN(type, (optional_field<std::string>(d, "type", "linux.resources.devices.type")));
+    OCI_TRY_ASSIGN(major,
+                   (optional_field<std::int64_t>(d, "major", "linux.resources.devices.major")));
+    OCI_TRY_ASSIGN(minor,
+                   (optional_field<std::int64_t>(d, "minor", "linux.resources.devices.minor")));
+    OCI_TRY_ASSIGN(access,
+                   (optional_field<std::string>(d, "access", "linux.resources.devices.access")));
+    if (type && *type != "a" && *type != "c" && *type != "b")
+      return invalid("linux.resources.devices.type", "'" + *type + "' is not a, c or b");
+    rule.type = type ? (*type)[0] : 'a';
+    rule.major = major.value_or(-1);
+    rule.minor = minor.value_or(-1);
+    if (access) rule.access = *access;
+    // As both device cgroup mechanisms can express it (numbers, access within "rwm").
+    if (auto st = cgroup::check_rule(rule); !st) return invalid(field, st.error().message);
+    out.push_back(rule);
+  }
+  return out;
+}
+
 const std::vector<std::string> kNamespaceTypes = {"pid", "network", "mount",  "ipc",
                                                   "uts", "user",    "cgroup", "time"};
 
@@ -183,6 +215,16 @@ Result<ContainerSpec> parse_bundle_config(std::string_view text, const std::stri
     return invalid("process.cwd", "must be an absolute path");
   proc.cwd = *cwd;
   OCI_TRY_ASSIGN(proc.terminal, (optional_field<bool>(p, "terminal", "process.terminal")));
+  if (p.contains("consoleSize") && !p.at("consoleSize").is_null()) {
+    const json& size = p.at("consoleSize");
+    if (!size.is_object()) return invalid("process.consoleSize", "must be an object");
+    OCI_TRY_ASSIGN(proc.console_height,
+                   (optional_field<std::uint32_t>(size, "height", "process.consoleSize.height")));
+    OCI_TRY_ASSIGN(proc.console_width,
+                   (optional_field<std::uint32_t>(size, "width", "process.consoleSize.width")));
+    if (proc.console_height > 0xffff || proc.console_width > 0xffff)
+      return invalid("process.consoleSize", "must be at most 65535 rows and columns");
+  }
   OCI_TRY_ASSIGN(proc.no_new_privileges,
                  (optional_field<bool>(p, "noNewPrivileges", "process.noNewPrivileges")));
   std::optional<int> oom;
@@ -301,13 +343,56 @@ Result<ContainerSpec> parse_bundle_config(std::string_view text, const std::stri
         b.namespaces.push_back(std::move(ns));
       }
     }
-    if (l.contains("uidMappings") || l.contains("gidMappings")) {
-      if (!b.has_namespace("user"))
-        return invalid("linux.uidMappings", "given without a user namespace");
+    for (const char* key : {"uidMappings", "gidMappings"}) {
+      const std::string field = std::string("linux.") + key;
+      if (!l.contains(key) || l.at(key).is_null()) continue;
+      if (!b.has_namespace("user")) return invalid(field, "given without a user namespace");
+      auto& into = key[0] == 'u' ? b.uid_mappings : b.gid_mappings;
+      if (!l.at(key).is_array()) return invalid(field, "must be an array");
+      for (const auto& m : l.at(key)) {
+        store::BundleIdMapping mapping;
+        try {
+          mapping.container_id = m.at("containerID").get<std::uint32_t>();
+          mapping.host_id = m.at("hostID").get<std::uint32_t>();
+          mapping.size = m.at("size").get<std::uint32_t>();
+        } catch (const json::exception&) {
+          return invalid(field, "each entry needs containerID, hostID and size");
+        }
+        if (mapping.size == 0) return invalid(field, "a mapping's size must be above 0");
+        into.push_back(mapping);
+      }
+    }
+    // A user namespace made for the container maps its ids as these say; without them nobody
+    // in it would have an id (runc refuses such a config too).
+    if (b.has_namespace("user") && b.namespace_path("user").empty() &&
+        (b.uid_mappings.empty() || b.gid_mappings.empty()))
+      return invalid("linux.uidMappings", "a new user namespace needs uid and gid mappings");
+    if (l.contains("timeOffsets") && !l.at("timeOffsets").is_null()) {
+      if (!b.has_namespace("time") || !b.namespace_path("time").empty())
+        return invalid("linux.timeOffsets", "given without a new time namespace");
+      const json& offsets = l.at("timeOffsets");
+      if (!offsets.is_object()) return invalid("linux.timeOffsets", "must be an object");
+      for (const auto& [clock, value] : offsets.items()) {
+        const std::string field = "linux.timeOffsets." + clock;
+        if (clock != "monotonic" && clock != "boottime")
+          return invalid(field, "is not a clock with an offset (monotonic, boottime)");
+        store::BundleTimeOffset offset;
+        offset.clock = clock;
+        OCI_TRY_ASSIGN(offset.secs, (optional_field<std::int64_t>(value, "secs", field + ".secs")));
+        OCI_TRY_ASSIGN(offset.nanosecs,
+                       (optional_field<std::uint32_t>(value, "nanosecs", field + ".nanosecs")));
+        if (offset.nanosecs >= 1000000000) return invalid(field, "nanosecs must be below 1e9");
+        b.time_offsets.push_back(offset);
+      }
     }
     OCI_TRY_ASSIGN(spec.cgroups_path,
                    (optional_field<std::string>(l, "cgroupsPath", "linux.cgroupsPath")));
-    if (l.contains("resources")) KAPSEL_TRY(parse_resources(l.at("resources"), c.limits), "linux");
+    if (l.contains("resources")) {
+      KAPSEL_TRY(parse_resources(l.at("resources"), c.limits), "linux");
+      auto rules = parse_device_rules(l.at("resources"));
+      if (!rules) return tl::unexpected(rules.error());
+      b.device_rules = std::move(*rules);
+    }
     if (l.contains("devices")) {
       if (!l.at("devices").is_array()) return invalid("linux.devices", "must be an array");
       for (const auto& d : l.at("devices")) {

@@ -150,7 +150,7 @@ json features() {
         "ro",     "rprivate", "rshared",     "rslave", "runbindable", "rw",
         "shared", "slave",    "strictatime", "suid",   "sync",        "unbindable"}},
       {"linux",
-       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "uts"}},
+       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}},
         {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}}},
         {"seccomp", {{"enabled", true}}},
         {"apparmor", {{"enabled", false}}},
@@ -298,7 +298,8 @@ int run(int argc, char** argv) {
       if (!text) return fail_with(text.error().context("--process"));
       auto p = parse_process(*text);
       if (!p) return fail_with(p.error().context("--process " + file));
-      r.process = *p;
+      r = std::move(*p);
+      r.from_file = true;
     } else {
       r.process.args.assign(a->positional.begin() + 1, a->positional.end());
       if (r.process.args.empty())
@@ -320,6 +321,7 @@ int run(int argc, char** argv) {
     r.pid_file = a->get("pid-file");
     r.console_socket = a->get("console-socket");
     r.detach = a->has("detach");
+    r.no_new_privs = a->has("no-new-privs");
     auto code = rt.exec(*id, r);
     if (!code) return fail_with(code.error());
     return *code;

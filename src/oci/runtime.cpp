@@ -111,14 +111,17 @@ Result<int> parse_signal(const std::string& text) {
   return fail(ErrorKind::usage, "unknown signal " + text);
 }
 
-Result<store::BundleProcess> parse_process(std::string_view text) {
+Result<ExecProcess> parse_process(std::string_view text) {
   json p = json::parse(text, nullptr, false);
   if (p.is_discarded() || !p.is_object())
     return fail(ErrorKind::usage, "the process file is not a JSON object");
   json wrapper = {{"ociVersion", "1.0.0"}, {"root", {{"path", "/"}}}, {"process", p}};
   auto spec = parse_bundle_config(wrapper.dump(), "/");
   if (!spec) return tl::unexpected(spec.error());
-  return spec->config.bundle->process;
+  ExecProcess exec;
+  exec.process = spec->config.bundle->process;
+  if (p.contains("capabilities")) exec.capabilities = spec->config.security.capabilities;
+  return exec;
 }
 
 Runtime::Runtime(const std::string& root) : store_(store::Paths{root, root + "/run"}) {}
@@ -166,8 +169,14 @@ Result<Runtime::Loaded> Runtime::load(const std::string& id) {
 
 Status Runtime::create(const std::string& id, const CreateRequest& request) {
   KAPSEL_TRY(store::validate_name(id), "container id");
-  if (request.preserve_fds != 0)
-    return fail(ErrorKind::usage, "--preserve-fds is not supported yet");
+  if (request.preserve_fds < 0)
+    return fail(ErrorKind::usage, "--preserve-fds must not be negative");
+  // Each must be open: the monitor moves them, and a gap would be filled by one of kapsel's.
+  for (int fd = 3; fd < 3 + request.preserve_fds; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0)
+      return fail(ErrorKind::usage, "--preserve-fds " + std::to_string(request.preserve_fds) +
+                                        ": descriptor " + std::to_string(fd) + " is not open");
+  }
   std::string bundle = absolute(request.bundle);
   auto text = fs::read_file(bundle + "/config.json");
   if (!text) return tl::unexpected(text.error().context("reading the bundle's config.json"));
@@ -219,6 +228,10 @@ Status Runtime::create(const std::string& id, const CreateRequest& request) {
       return undo(st.error());
   }
   if (::mkfifo(b.start_fifo.c_str(), 0600) != 0)
+    return undo(errno_fail("making the start FIFO").value());
+  // In a user namespace init is no longer the host's root when it opens the FIFO (through its
+  // descriptor, so the state directory stays closed to others): as runc's, writable by anyone.
+  if (b.has_namespace("user") && ::chmod(b.start_fifo.c_str(), 0622) != 0)
     return undo(errno_fail("making the start FIFO").value());
   auto started = (*drv)->start(config, *lock);
   if (!started) return undo(started.error().context("creating container " + id));
@@ -372,6 +385,13 @@ Status Runtime::resume(const std::string& id) {
 }
 
 Status Runtime::remove(const std::string& id, bool force) {
+  KAPSEL_TRY(store::validate_name(id), "container id");
+  // Nothing to lock, and nothing to make, for a container that does not exist: runc's delete
+  // --force of a missing id (or under a --root that does not exist) succeeds and leaves no trace.
+  if (!store_.exists(id)) {
+    if (force) return {};
+    return fail(ErrorKind::not_found, "container " + id + " does not exist");
+  }
   auto lock = store_.lock(id);
   if (!lock) return tl::unexpected(lock.error());
   auto c = load(id);
@@ -422,7 +442,20 @@ Result<int> Runtime::exec(const std::string& id, const ExecProcess& request) {
       return driver::container::send_pty_master(socket, master, name);
     };
   }
-  auto code = (*drv)->exec(c->config, *c->runtime, r);
+  // The process to exec goes to the driver as the bundle's (config.bundle->process: its rlimits
+  // and noNewPrivileges), with its own capabilities if the process file gives them.
+  store::VeConfig config = c->config;
+  store::BundleProcess& run = config.bundle->process;
+  std::vector<store::BundleRlimit> rlimits = std::move(run.rlimits);
+  bool no_new_privs = run.no_new_privileges;
+  run = request.process;
+  if (!request.from_file) {
+    run.rlimits = std::move(rlimits);
+    run.no_new_privileges = no_new_privs;
+  }
+  if (request.no_new_privs) run.no_new_privileges = true;
+  if (request.capabilities) config.security.capabilities = request.capabilities;
+  auto code = (*drv)->exec(config, *c->runtime, r);
   if (!code) return code;
   if (!pid_written) return tl::unexpected(pid_written.error());
   return code;

@@ -45,6 +45,13 @@ struct CreateRequest {
 
 struct ExecProcess {
   store::BundleProcess process;
+  // process.capabilities of an `exec --process` file (as the container's are read); unset: the
+  // container's, as runc has it.
+  std::optional<std::vector<std::string>> capabilities;
+  // From a process file, whose rlimits and noNewPrivileges replace the container's; by args
+  // (false), the container's apply, as runc does.
+  bool from_file = false;
+  bool no_new_privs = false;  // --no-new-privs
   std::string pid_file;
   std::string console_socket;
   bool detach = false;
@@ -85,6 +92,6 @@ class Runtime {
 [[nodiscard]] Result<int> parse_signal(const std::string& text);
 
 // runc's `exec --process` file: a process object of the spec (config.md "Process").
-[[nodiscard]] Result<store::BundleProcess> parse_process(std::string_view text);
+[[nodiscard]] Result<ExecProcess> parse_process(std::string_view text);
 
 }  // namespace kapsel::oci

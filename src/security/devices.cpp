@@ -138,4 +138,25 @@ std::vector<cgroup::DeviceRule> device_rules(const std::vector<DeviceSpec>& extr
   return rules;
 }
 
+std::vector<cgroup::DeviceRule> bundle_device_rules(const std::vector<cgroup::DeviceRule>& base,
+                                                    const store::BundleConfig& bundle) {
+  std::vector<cgroup::DeviceRule> floor = base;
+  for (const auto& d : bundle.devices) {
+    if (d.type == 'c' || d.type == 'b') floor.push_back({d.type, d.major, d.minor, "rwm", true});
+  }
+  std::vector<cgroup::DeviceRule> rules = floor;
+  for (const auto& r : bundle.device_rules) {
+    bool everything = r.type == 'a' && r.major == -1 && r.minor == -1 &&
+                      r.access.find('r') != std::string::npos &&
+                      r.access.find('w') != std::string::npos &&
+                      r.access.find('m') != std::string::npos;
+    if (!r.allow && everything) {
+      rules = floor;
+      continue;
+    }
+    rules.push_back(r);
+  }
+  return rules;
+}
+
 }  // namespace kapsel::security

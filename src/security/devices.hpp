@@ -11,6 +11,7 @@
 
 #include "cgroup/devices.hpp"
 #include "common/error.hpp"
+#include "store/ve_config.hpp"
 
 namespace kapsel::security {
 
@@ -58,5 +59,14 @@ struct DeviceSpec {
 // runc's default: making a node is harmless while opening it is denied), the minimal devices,
 // /dev/console 5:1, /dev/ptmx 5:2 and the VE's ptys 136:*, then one rule per device of `extra`.
 [[nodiscard]] std::vector<cgroup::DeviceRule> device_rules(const std::vector<DeviceSpec>& extra);
+
+// The rules of an OCI bundle's container: `base` (device_rules()), an allow for each of its own
+// nodes (linux.devices), then linux.resources.devices in order, so that a deny rule takes back
+// even a default device ("c 1:3 rwm" and /dev/null cannot be opened). A rule that denies
+// everything, which engines and runc's default spec put first, goes back to `base` and the
+// bundle's nodes: the spec's default devices must stay usable, and runc adds them after the
+// bundle's rules for that reason.
+[[nodiscard]] std::vector<cgroup::DeviceRule> bundle_device_rules(
+    const std::vector<cgroup::DeviceRule>& base, const store::BundleConfig& bundle);
 
 }  // namespace kapsel::security

@@ -124,13 +124,15 @@ int enter_policy(const VePolicy& policy, const std::vector<sock_filter>* virtual
   if (listener) *listener = -1;
   // no_new_privs first: set-uid programs in the VE gain nothing, and the filters may be loaded
   // without CAP_SYS_ADMIN once that is gone.
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+  if (policy.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     *step = "setting no_new_privs";
     return errno;
   }
-  if (int err = apply_capabilities(policy.cap_plan); err != 0) {
-    *step = "dropping capabilities";
-    return err;
+  if (policy.no_new_privs) {
+    if (int err = apply_capabilities(policy.cap_plan); err != 0) {
+      *step = "dropping capabilities";
+      return err;
+    }
   }
   bool notifies = listener && policy.seccomp_notifies && !policy.seccomp.empty();
   if (listener && !notifies && virtualiser && !virtualiser->empty()) {
@@ -142,6 +144,12 @@ int enter_policy(const VePolicy& policy, const std::vector<sock_filter>* virtual
   if (int err = load_seccomp_program(policy.seccomp, notifies ? listener : nullptr); err != 0) {
     *step = "loading the seccomp filter";
     return err;
+  }
+  if (!policy.no_new_privs) {
+    if (int err = apply_capabilities(policy.cap_plan); err != 0) {
+      *step = "dropping capabilities";
+      return err;
+    }
   }
   return 0;
 }

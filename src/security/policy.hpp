@@ -30,6 +30,9 @@ struct VePolicy {
   // (security::default_profile's `notified`): it is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER,
   // and no separate virtualiser filter is needed.
   bool seccomp_notifies = false;
+  // Set no_new_privs (always for a VE; for an OCI bundle's process only when its
+  // noNewPrivileges says so, as the runtime spec has it).
+  bool no_new_privs = true;
   std::vector<DeviceSpec> devices;  // host devices added to the VE's /dev
   std::vector<cgroup::DeviceRule> device_rules;
 };
@@ -62,7 +65,9 @@ struct VePolicy {
 
 // Applied in the calling process right before it execs the VE's init or an `exec`'d command,
 // after every step of set-up that needs privilege: no_new_privs, then the capabilities, then
-// the system-call filters (last, so that they filter none of kapsel's own calls). With
+// the system-call filters (last, so that they filter none of kapsel's own calls; without
+// no_new_privs the kernel takes a filter only from a holder of CAP_SYS_ADMIN, so then they come
+// first, before the capabilities are dropped, as runc does). With
 // `listener`, the process's calls to the syscall virtualiser go to a new user-notification
 // listener, returned there (close-on-exec): through the policy's own program if it notifies,
 // else through `virtualiser` (procfs::filter_program()), loaded first. No allocation: it runs

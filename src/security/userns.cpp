@@ -243,17 +243,37 @@ Status write_rootless_maps(pid_t pid, const store::UsernsConfig& map) {
   return {};
 }
 
+// uid_map then gid_map of `pid`, each written whole (the kernel takes one write per file).
+Status write_map_files(pid_t pid, const std::string& uid_map, const std::string& gid_map) {
+  const std::string proc = "/proc/" + std::to_string(pid) + "/";
+  KAPSEL_TRY(fs::write_existing(proc + "uid_map", uid_map), "writing the uid map");
+  KAPSEL_TRY(fs::write_existing(proc + "gid_map", gid_map), "writing the gid map");
+  return {};
+}
+
+std::string map_text(const std::vector<store::BundleIdMapping>& mappings) {
+  std::string text;
+  for (const auto& m : mappings) {
+    text += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " +
+            std::to_string(m.size) + "\n";
+  }
+  return text;
+}
+
 }  // namespace
 
 Status write_id_maps(pid_t pid, const store::UsernsConfig& map) {
   if (map.rootless) return write_rootless_maps(pid, map);
-  const std::string proc = "/proc/" + std::to_string(pid) + "/";
   const std::string size = " " + std::to_string(map.size) + "\n";
-  KAPSEL_TRY(fs::write_existing(proc + "uid_map", "0 " + std::to_string(map.host_uid) + size),
-             "writing the VE's uid map");
-  KAPSEL_TRY(fs::write_existing(proc + "gid_map", "0 " + std::to_string(map.host_gid) + size),
-             "writing the VE's gid map");
-  return {};
+  return with_context(write_map_files(pid, "0 " + std::to_string(map.host_uid) + size,
+                                      "0 " + std::to_string(map.host_gid) + size),
+                      "the VE's user namespace");
+}
+
+Status write_bundle_id_maps(pid_t pid, const store::BundleConfig& bundle) {
+  return with_context(
+      write_map_files(pid, map_text(bundle.uid_mappings), map_text(bundle.gid_mappings)),
+      "linux.uidMappings, gidMappings");
 }
 
 Result<UniqueFd> clone_tree(const std::string& path) {

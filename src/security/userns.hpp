@@ -91,6 +91,9 @@ class RangeTable {
 // work (only an unprivileged writer of gid_map must deny it).
 [[nodiscard]] Status write_id_maps(pid_t pid, const store::UsernsConfig& map);
 
+// The same for an OCI bundle's container: its linux.uidMappings and gidMappings, line by line.
+[[nodiscard]] Status write_bundle_id_maps(pid_t pid, const store::BundleConfig& bundle);
+
 // A copy of the mount tree at `path`, attached nowhere, to be id-mapped once the VE's user
 // namespace exists (made before, so that the VE's init inherits the descriptor at its clone).
 [[nodiscard]] Result<UniqueFd> clone_tree(const std::string& path);

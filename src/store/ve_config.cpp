@@ -23,6 +23,11 @@ struct adl_serializer<std::optional<T>> {
 };
 }  // namespace nlohmann
 
+// A bundle's linux.resources.devices rules, as its stored config holds them.
+namespace kapsel::cgroup {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceRule, type, major, minor, access, allow)
+}  // namespace kapsel::cgroup
+
 namespace kapsel::store {
 
 using nlohmann::json;
@@ -72,7 +77,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleMount, destination, type, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleRlimit, type, soft, hard)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleProcess, args, env, cwd, uid, gid,
                                                 additional_gids, umask, terminal, no_new_privileges,
-                                                oom_score_adj, rlimits)
+                                                oom_score_adj, rlimits, console_height,
+                                                console_width)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleIdMapping, container_id, host_id, size)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleTimeOffset, clock, secs, nanosecs)
+
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleNamespace, type, path)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleDevice, path, type, major, minor, mode, uid,
                                                 gid)
@@ -85,6 +94,10 @@ void to_json(json& j, const BundleConfig& b) {
            {"mounts", b.mounts},
            {"namespaces", b.namespaces},
            {"devices", b.devices},
+           {"uid_mappings", b.uid_mappings},
+           {"gid_mappings", b.gid_mappings},
+           {"time_offsets", b.time_offsets},
+           {"device_rules", b.device_rules},
            {"masked_paths", b.masked_paths},
            {"readonly_paths", b.readonly_paths},
            {"rootfs_propagation", b.rootfs_propagation},
@@ -106,6 +119,10 @@ void from_json(const json& j, BundleConfig& b) {
   b.mounts = j.value("mounts", d.mounts);
   b.namespaces = j.value("namespaces", d.namespaces);
   b.devices = j.value("devices", d.devices);
+  b.uid_mappings = j.value("uid_mappings", d.uid_mappings);
+  b.gid_mappings = j.value("gid_mappings", d.gid_mappings);
+  b.time_offsets = j.value("time_offsets", d.time_offsets);
+  b.device_rules = j.value("device_rules", d.device_rules);
   b.masked_paths = j.value("masked_paths", d.masked_paths);
   b.readonly_paths = j.value("readonly_paths", d.readonly_paths);
   b.rootfs_propagation = j.value("rootfs_propagation", d.rootfs_propagation);

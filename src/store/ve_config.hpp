@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "cgroup/devices.hpp"
 #include "cgroup/resources.hpp"
 #include "common/error.hpp"
 #include "common/process.hpp"
@@ -88,6 +89,23 @@ struct BundleProcess {
   bool no_new_privileges = false;
   std::optional<int> oom_score_adj;
   std::vector<BundleRlimit> rlimits;
+  // process.consoleSize, given to the pty with process.terminal (0: the pty's default).
+  std::uint32_t console_height = 0;
+  std::uint32_t console_width = 0;
+};
+
+// One line of linux.uidMappings or gidMappings.
+struct BundleIdMapping {
+  std::uint32_t container_id = 0;
+  std::uint32_t host_id = 0;
+  std::uint32_t size = 0;
+};
+
+// One of linux.timeOffsets: "monotonic" or "boottime".
+struct BundleTimeOffset {
+  std::string clock;
+  std::int64_t secs = 0;
+  std::uint32_t nanosecs = 0;
 };
 
 // One entry of linux.namespaces: a namespace to make ("pid", "network", "mount", "ipc", "uts",
@@ -116,6 +134,10 @@ struct BundleConfig {
   std::vector<BundleMount> mounts;
   std::vector<BundleNamespace> namespaces;
   std::vector<BundleDevice> devices;
+  std::vector<BundleIdMapping> uid_mappings;  // with a new user namespace
+  std::vector<BundleIdMapping> gid_mappings;
+  std::vector<BundleTimeOffset> time_offsets;    // with a new time namespace
+  std::vector<cgroup::DeviceRule> device_rules;  // linux.resources.devices, in order
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;
   std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared"...

@@ -1,6 +1,10 @@
 // config.json through the real binary, one test per section of runtime-spec config.md and
 // config-linux.md that kapsel implements: each sets the field and looks from inside.
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -123,6 +127,129 @@ TEST_F(OciConfigTest, NamespacePathsAreJoined) {
   std::string link = "/proc/" + std::to_string(pid) + "/ns/net";
   ASSERT_GT(::readlink(link.c_str(), theirs, sizeof theirs - 1), 0);
   EXPECT_EQ(run_to_end("nsb", b), "first\n" + std::string(theirs) + "\n");
+}
+
+// A user namespace of the container's own (config-linux.md "User namespace mappings"): its
+// root is host uid 100000, which owns what it makes in the root file system; exec joins it.
+TEST_F(OciConfigTest, UserNamespaceWithMappings) {
+  OciBundle b({"sh", "-c", "id -u; cat /proc/self/uid_map; touch /made-inside; sleep 60"});
+  b.config["linux"]["namespaces"].push_back({{"type", "user"}});
+  b.config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+  b.config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+  b.save();
+  // The container's root must be able to reach the bundle and write in its root, as with runc.
+  ASSERT_EQ(std::system(("chown -R 100000:100000 '" + b.rootfs() + "'").c_str()), 0);
+  ASSERT_EQ(::chmod(b.dir().c_str(), 0755), 0);
+  auto c = oci.create("userns1", b);
+  ASSERT_EQ(c.exit_code, 0) << c;
+  ASSERT_EQ(oci.run({"start", "userns1"}).exit_code, 0);
+  const std::string made = b.rootfs() + "/made-inside";
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(made); })) << oci.output("userns1");
+  struct stat st {};
+  ASSERT_EQ(::stat(made.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 100000u);
+  EXPECT_EQ(st.st_gid, 100000u);
+  auto out = oci.output("userns1");
+  EXPECT_EQ(out.substr(0, 2), "0\n") << out;
+  EXPECT_NE(out.find("100000"), std::string::npos) << out;
+  EXPECT_NE(out.find("65536"), std::string::npos) << out;
+  int pid = oci.state("userns1")["pid"].get<int>();
+  char theirs[64] = {};
+  std::string link = "/proc/" + std::to_string(pid) + "/ns/user";
+  ASSERT_GT(::readlink(link.c_str(), theirs, sizeof theirs - 1), 0);
+  auto exec = oci.run({"exec", "userns1", "sh", "-c", "id -u; readlink /proc/self/ns/user"});
+  EXPECT_EQ(exec.exit_code, 0) << exec;
+  EXPECT_EQ(exec.out, "0\n" + std::string(theirs) + "\n");
+  // Its host id is 100000 for the host, too.
+  auto status = read_text("/proc/" + std::to_string(pid) + "/status");
+  EXPECT_NE(status.find("Uid:\t100000"), std::string::npos) << status;
+
+  // Joined by path: another container's namespaces are made in that user namespace.
+  OciBundle joined({"sh", "-c", "id -u; readlink /proc/self/ns/user; touch /joined"});
+  joined.config["linux"]["namespaces"].push_back({{"type", "user"}, {"path", link}});
+  ASSERT_EQ(std::system(("chown -R 100000:100000 '" + joined.rootfs() + "'").c_str()), 0);
+  ASSERT_EQ(::chmod(joined.dir().c_str(), 0755), 0);
+  EXPECT_EQ(run_to_end("userns2", joined), "0\n" + std::string(theirs) + "\n");
+  ASSERT_EQ(::stat((joined.rootfs() + "/joined").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 100000u);
+}
+
+// A time namespace of the container's own with linux.timeOffsets, and one joined by path.
+TEST_F(OciConfigTest, TimeNamespaceWithOffsets) {
+  constexpr double kOffset = 10 * 86400;
+  OciBundle first({"sleep", "60"});
+  first.config["linux"]["namespaces"].push_back({{"type", "time"}});
+  first.config["linux"]["timeOffsets"] = {{"boottime", {{"secs", 864000}, {"nanosecs", 0}}},
+                                          {"monotonic", {{"secs", 864000}, {"nanosecs", 0}}}};
+  first.save();
+  ASSERT_EQ(oci.create("time1", first).exit_code, 0);
+  ASSERT_EQ(oci.run({"start", "time1"}).exit_code, 0);
+  auto uptime = [](const std::string& text) { return std::atof(text.c_str()); };
+  double host = uptime(read_text("/proc/uptime"));
+  auto inside = oci.run({"exec", "time1", "cat", "/proc/uptime"});
+  ASSERT_EQ(inside.exit_code, 0) << inside;
+  EXPECT_NEAR(uptime(inside.out), host + kOffset, 30) << inside.out;
+
+  int pid = oci.state("time1")["pid"].get<int>();
+  OciBundle joined({"cat", "/proc/uptime"});
+  joined.config["linux"]["namespaces"].push_back(
+      {{"type", "time"}, {"path", "/proc/" + std::to_string(pid) + "/ns/time"}});
+  EXPECT_NEAR(uptime(run_to_end("time2", joined)), host + kOffset, 30);
+  OciBundle plain({"cat", "/proc/uptime"});
+  EXPECT_NEAR(uptime(run_to_end("time3", plain)), host, 30);
+}
+
+// A mount namespace joined by path: the container's root is made in it, so what is mounted
+// there alone is in the container.
+TEST_F(OciConfigTest, MountNamespacePathIsJoined) {
+  OciBundle b({"cat", "/mnt/only-there/marker"});
+  const std::string where = b.rootfs() + "/mnt/only-there";
+  std::filesystem::create_directories(where);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    // A mount namespace of its own, with a tmpfs the host does not see.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) ||
+        ::mount("tmpfs", where.c_str(), "tmpfs", 0, nullptr) != 0)
+      ::_exit(1);
+    std::ofstream(where + "/marker") << "in-the-joined-namespace\n";
+    (void)!::write(ready[1], "r", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  for (auto& n : b.config["linux"]["namespaces"]) {
+    if (n["type"] == "mount") n["path"] = "/proc/" + std::to_string(holder) + "/ns/mnt";
+  }
+  EXPECT_FALSE(std::filesystem::exists(where + "/marker"));
+  EXPECT_EQ(run_to_end("mntns1", b), "in-the-joined-namespace\n");
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+}
+
+// noNewPrivileges false (or left out): the process may gain privileges through exec.
+TEST_F(OciConfigTest, NoNewPrivilegesFalseIsHonoured) {
+  OciBundle b({"grep", "NoNewPrivs", "/proc/self/status"});
+  b.config["process"]["noNewPrivileges"] = false;
+  EXPECT_EQ(run_to_end("nnp0", b), "NoNewPrivs:\t0\n");
+}
+
+// linux.resources.devices on top of the default devices: a deny rule takes /dev/null away,
+// /dev/zero stays.
+TEST_F(OciConfigTest, ResourcesDevicesRulesApply) {
+  OciBundle b({"sh", "-c",
+               "(echo x >/dev/null) 2>/dev/zero && echo null-open || echo null-denied; "
+               "echo x >/dev/zero && echo zero-open"});
+  b.config["linux"]["resources"]["devices"].push_back(
+      {{"allow", false}, {"type", "c"}, {"major", 1}, {"minor", 3}, {"access", "rwm"}});
+  EXPECT_EQ(run_to_end("devrule1", b), "null-denied\nzero-open\n");
+  OciBundle open({"sh", "-c", "echo x >/dev/null && echo null-open"});
+  EXPECT_EQ(run_to_end("devrule2", open), "null-open\n");
 }
 
 TEST_F(OciConfigTest, ResourcesBecomeCgroupLimits) {

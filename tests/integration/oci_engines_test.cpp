@@ -50,6 +50,9 @@ class OciEnginesTest : public ::testing::Test {
       ::kill(containerd, SIGTERM);
       ::waitpid(containerd, nullptr, 0);
     }
+    // The shim gives its runtime a --root of /run/containerd/runc/NAMESPACE, whatever
+    // containerd's own state directory: the test's namespace is its own, and removed with it.
+    if (!ctr_namespace.empty()) (void)shell("rm -rf /run/containerd/runc/" + ctr_namespace);
     if (!dir.empty()) {
       // containerd's and Podman's overlay mounts are under dir.
       (void)shell("grep -o \" " + dir +
@@ -59,6 +62,7 @@ class OciEnginesTest : public ::testing::Test {
   }
   std::string dir;
   pid_t containerd = 0;
+  std::string ctr_namespace;
 };
 
 TEST_F(OciEnginesTest, ContainerdRunsExecsAndDeletesAnImage) {
@@ -78,7 +82,8 @@ TEST_F(OciEnginesTest, ContainerdRunsExecsAndDeletesAnImage) {
     ::_exit(127);
   }
   ASSERT_TRUE(eventually([&] { return std::filesystem::exists(sock); }, 20000));
-  const std::string ctr = "ctr -a " + sock + " -n kapsel-it ";
+  ctr_namespace = "kapsel-it-" + std::to_string(::getpid());
+  const std::string ctr = "ctr -a " + sock + " -n " + ctr_namespace + " ";
   const std::string image = "docker.io/library/kapsel-busybox:latest";
   auto made = shell(std::string(KAPSEL_SOURCE_DIR) + "/tests/integration/oci_image.sh " +
                     busybox_rootfs() + " " + image + " " + dir + "/image.tar");

@@ -46,6 +46,41 @@ TEST_F(OciExecTest, AProcessFile) {
   EXPECT_EQ(r.out, "from-file\n12\n");
 }
 
+// A process file's capabilities, rlimits and noNewPrivileges are the exec'd process's.
+TEST_F(OciExecTest, AProcessFilesCapabilitiesRlimitsAndNoNewPrivileges) {
+  std::string file = oci.base() + "/limited.json";
+  const nlohmann::json caps = {"CAP_KILL"};
+  std::ofstream(file) << nlohmann::json{
+      {"args",
+       {"sh", "-c",
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ulimit -n; ulimit -Hn"}},
+      {"env", {"PATH=/bin"}},
+      {"cwd", "/"},
+      {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
+      {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"soft", 111}, {"hard", 222}}}},
+      {"noNewPrivileges",
+       false}}.dump();
+  auto r = oci.run({"exec", "--process", file, "ex"});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out,
+            "CapEff:\t0000000000000020\nCapBnd:\t0000000000000020\nNoNewPrivs:\t0\n111\n222\n");
+  // By args: the container's process settings (runc's default spec: no_new_privs, nofile 1024).
+  r = oci.run({"exec", "ex", "sh", "-c", "grep NoNewPrivs /proc/self/status; ulimit -n"});
+  EXPECT_EQ(r.out, "NoNewPrivs:\t1\n1024\n") << r;
+}
+
+// --tty without a console socket: as runc, the pty is relayed to the caller's stdio.
+TEST_F(OciExecTest, TtyWithoutAConsoleSocketIsRelayed) {
+  auto r = oci.run({"exec", "--tty", "ex", "sh", "-c", "tty; echo relayed"});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r;
+  EXPECT_NE(r.out.find("relayed"), std::string::npos) << r;
+  // Detached, nobody could hold the pty: an error, as runc's.
+  r = oci.run({"exec", "--tty", "--detach", "ex", "true"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("console-socket"), std::string::npos) << r;
+}
+
 TEST_F(OciExecTest, DetachedWithAPidFile) {
   std::string pid_file = oci.base() + "/exec.pid";
   auto r = oci.run({"exec", "--detach", "--pid-file", pid_file, "ex", "sleep", "30"});

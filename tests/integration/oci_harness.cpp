@@ -1,12 +1,16 @@
 #include "oci_harness.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -145,6 +149,53 @@ std::string Oci::output(const std::string& id) const {
 
 bool Oci::wait_stopped(const std::string& id, int timeout_ms) const {
   return eventually([&] { return status(id) == "stopped"; }, timeout_ms);
+}
+
+ConsoleSocket::ConsoleSocket(const std::string& path) {
+  listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(listener_, 1), 0);
+}
+
+ConsoleSocket::~ConsoleSocket() {
+  if (master_ >= 0) ::close(master_);
+  ::close(listener_);
+}
+
+int ConsoleSocket::receive_master() {
+  int conn = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (conn < 0) return -1;
+  char data[256];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  iovec iov{data, sizeof data};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (::recvmsg(conn, &msg, 0) > 0) {
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    if (cmsg && cmsg->cmsg_type == SCM_RIGHTS) std::memcpy(&master_, CMSG_DATA(cmsg), sizeof(int));
+  }
+  ::close(conn);
+  return master_;
+}
+
+std::string ConsoleSocket::read_master(const std::string& marker) {
+  std::string seen;
+  for (int i = 0; i < 50 && seen.find(marker) == std::string::npos; ++i) {
+    pollfd p{master_, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      char buf[256];
+      ssize_t n = ::read(master_, buf, sizeof buf);
+      if (n <= 0) break;
+      seen.append(buf, static_cast<size_t>(n));
+    }
+  }
+  return seen;
 }
 
 }  // namespace kapsel::testing

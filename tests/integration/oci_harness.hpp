@@ -61,6 +61,26 @@ class Oci {
   std::string root_;
 };
 
+// runc's --console-socket, listening at `path`: the pty master that `create` sends arrives in
+// receive_master(), and what the container writes on it is read by read_master().
+class ConsoleSocket {
+ public:
+  explicit ConsoleSocket(const std::string& path);
+  ~ConsoleSocket();
+  ConsoleSocket(const ConsoleSocket&) = delete;
+  ConsoleSocket& operator=(const ConsoleSocket&) = delete;
+
+  // Accepts one connection and takes the descriptor it carries (SCM_RIGHTS); -1 on failure.
+  int receive_master();
+  // Reads the master until `marker` has been seen or 5 s have passed; the master stays open.
+  std::string read_master(const std::string& marker);
+  int master() const { return master_; }
+
+ private:
+  int listener_ = -1;
+  int master_ = -1;
+};
+
 // The busybox template's tree, made once per test process.
 const std::string& busybox_rootfs();
 

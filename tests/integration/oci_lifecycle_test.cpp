@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "oci_harness.hpp"
@@ -21,6 +22,22 @@ namespace {
 class OciLifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override { KAPSEL_REQUIRE_ROOT(); }
+
+  // Creates `id` with a console socket, starts it, and returns what its process wrote on the
+  // pty's master until `marker`.
+  std::string run_on_console(const std::string& id, const OciBundle& b, const std::string& marker) {
+    std::string path = oci.base() + "/" + id + ".sock";
+    ConsoleSocket console(path);
+    std::thread creator([&] {
+      EXPECT_EQ(oci.create(id, b, {"--console-socket", path}).exit_code, 0);
+    });
+    int master = console.receive_master();
+    creator.join();
+    if (master < 0) return "<no pty master received>";
+    EXPECT_EQ(oci.run({"start", id}).exit_code, 0);
+    return console.read_master(marker);
+  }
+
   Oci oci;
 };
 
@@ -125,6 +142,38 @@ TEST_F(OciLifecycleTest, DeleteOfARunningContainerNeedsForce) {
   EXPECT_NE(oci.run({"delete", "del"}).exit_code, 0);
 }
 
+// As runc: delete --force of an id that does not exist succeeds, and neither form makes the
+// --root directory it is given.
+TEST_F(OciLifecycleTest, DeleteUnderAMissingRootMakesNothing) {
+  ASSERT_FALSE(std::filesystem::exists(oci.root()));
+  auto forced = oci.run({"delete", "--force", "nosuch"});
+  EXPECT_EQ(forced.exit_code, 0) << forced;
+  EXPECT_EQ(forced.out + forced.err, "");
+  EXPECT_NE(oci.run({"delete", "nosuch"}).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(oci.root()));
+}
+
+// --preserve-fds N: the caller's descriptors 3..3+N-1 are the container process's, at the same
+// numbers; the next one is not.
+TEST_F(OciLifecycleTest, PreserveFdsPassesTheCallersDescriptors) {
+  OciBundle b({"sh", "-c", "cat <&3; cat <&4; cat 2>/dev/null <&5 || echo no-fd-5"});
+  const std::string three = oci.base() + "/three", four = oci.base() + "/four";
+  { std::ofstream(three) << "from-fd-3\n"; }
+  { std::ofstream(four) << "from-fd-4\n"; }
+  const std::string out = oci.base() + "/preserve.out";
+  std::string line = "exec 3<" + three + " 4<" + four + " 5</dev/null; " + KAPSEL_BINARY +
+                     " oci --root " + oci.root() + " create --preserve-fds 2 --bundle " + b.dir() +
+                     " pfd >" + out + " 2>&1 </dev/null";
+  ASSERT_EQ(std::system(line.c_str()), 0) << read_text(out);
+  ASSERT_EQ(oci.run({"start", "pfd"}).exit_code, 0);
+  ASSERT_TRUE(oci.wait_stopped("pfd"));
+  EXPECT_EQ(read_text(out), "from-fd-3\nfrom-fd-4\nno-fd-5\n");
+  // A descriptor that is not open is refused, not replaced by one of kapsel's.
+  auto r = oci.run({"create", "--preserve-fds", "40", "--bundle", b.dir(), "pfd2"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--preserve-fds"), std::string::npos) << r;
+}
+
 TEST_F(OciLifecycleTest, DeleteRemovesTheContainersCgroups) {
   OciBundle b({"sleep", "60"});
   b.config["linux"]["cgroupsPath"] = "/kapsel-oci-it/cg1";
@@ -150,51 +199,21 @@ TEST_F(OciLifecycleTest, ConsoleSocketReceivesThePtyMaster) {
   OciBundle b({"sh", "-c", "tty; echo on-the-console"});
   b.config["process"]["terminal"] = true;
   b.save();
-  std::string path = oci.base() + "/console.sock";
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
   // Without a socket, a terminal cannot be given.
   EXPECT_NE(oci.create("tty0", b).exit_code, 0);
-  std::thread creator([&] {
-    EXPECT_EQ(oci.create("tty1", b, {"--console-socket", path}).exit_code, 0);
-  });
-  int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-  ASSERT_GE(conn, 0);
-  char data[256];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{data, sizeof data};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ASSERT_GT(::recvmsg(conn, &msg, 0), 0);
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  ASSERT_NE(cmsg, nullptr);
-  ASSERT_EQ(cmsg->cmsg_type, SCM_RIGHTS);
-  int master = -1;
-  std::memcpy(&master, CMSG_DATA(cmsg), sizeof master);
-  creator.join();
-  ::close(conn);
-  ::close(listener);
-  ASSERT_EQ(oci.run({"start", "tty1"}).exit_code, 0);
-  std::string seen;
-  for (int i = 0; i < 50 && seen.find("on-the-console") == std::string::npos; ++i) {
-    pollfd p{master, POLLIN, 0};
-    if (::poll(&p, 1, 100) > 0) {
-      char buf[256];
-      ssize_t n = ::read(master, buf, sizeof buf);
-      if (n <= 0) break;
-      seen.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(master);
+  std::string seen = run_on_console("tty1", b, "on-the-console");
   EXPECT_NE(seen.find("/dev/console"), std::string::npos) << seen;
   EXPECT_NE(seen.find("on-the-console"), std::string::npos) << seen;
+}
+
+// process.consoleSize is the pty's size (TIOCSWINSZ) before the process runs.
+TEST_F(OciLifecycleTest, ConsoleSizeIsThePtysSize) {
+  OciBundle b({"sh", "-c", "stty size; echo size-done"});
+  b.config["process"]["terminal"] = true;
+  b.config["process"]["consoleSize"] = {{"height", 37}, {"width", 113}};
+  b.save();
+  std::string seen = run_on_console("ttysize", b, "size-done");
+  EXPECT_NE(seen.find("37 113"), std::string::npos) << seen;
 }
 
 TEST_F(OciLifecycleTest, ErrorsGoToTheLogFileAsJson) {

@@ -166,10 +166,84 @@ TEST(OciBundleSpec, Signals) {
 TEST(OciBundleSpec, ProcessFile) {
   auto p = parse_process(R"({"args":["ls"],"cwd":"/tmp","env":["A=1"],"terminal":true})");
   ASSERT_TRUE(p) << p.error().message;
-  EXPECT_EQ(p->args, std::vector<std::string>{"ls"});
-  EXPECT_EQ(p->cwd, "/tmp");
-  EXPECT_TRUE(p->terminal);
+  EXPECT_EQ(p->process.args, std::vector<std::string>{"ls"});
+  EXPECT_EQ(p->process.cwd, "/tmp");
+  EXPECT_TRUE(p->process.terminal);
+  EXPECT_FALSE(p->capabilities);                      // the container's
   EXPECT_FALSE(parse_process(R"({"args":["ls"]})"));  // cwd is required
+  auto caps = parse_process(
+      R"({"args":["ls"],"cwd":"/","noNewPrivileges":true,"capabilities":{"bounding":["CAP_KILL"]},
+          "rlimits":[{"type":"RLIMIT_NOFILE","soft":100,"hard":200}]})");
+  ASSERT_TRUE(caps) << caps.error().message;
+  ASSERT_TRUE(caps->capabilities);
+  EXPECT_EQ(*caps->capabilities, std::vector<std::string>{"CAP_KILL"});
+  EXPECT_TRUE(caps->process.no_new_privileges);
+  ASSERT_EQ(caps->process.rlimits.size(), 1u);
+  EXPECT_EQ(caps->process.rlimits[0].hard, 200u);
+}
+
+TEST(OciBundleSpec, UserAndTimeNamespaces) {
+  json j = minimal();
+  j["linux"]["namespaces"] = {{{"type", "user"}}, {{"type", "time"}}};
+  j["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+  j["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 10}}};
+  j["linux"]["timeOffsets"] = {{"boottime", {{"secs", 86400}, {"nanosecs", 5}}}};
+  auto spec = parse(j);
+  ASSERT_TRUE(spec) << spec.error().message;
+  const auto& b = *spec->config.bundle;
+  ASSERT_EQ(b.uid_mappings.size(), 1u);
+  EXPECT_EQ(b.uid_mappings[0].host_id, 100000u);
+  EXPECT_EQ(b.uid_mappings[0].size, 65536u);
+  ASSERT_EQ(b.gid_mappings.size(), 1u);
+  EXPECT_EQ(b.gid_mappings[0].host_id, 200000u);
+  ASSERT_EQ(b.time_offsets.size(), 1u);
+  EXPECT_EQ(b.time_offsets[0].clock, "boottime");
+  EXPECT_EQ(b.time_offsets[0].secs, 86400);
+  EXPECT_EQ(b.time_offsets[0].nanosecs, 5u);
+  // Stored and read back as the driver gets it.
+  nlohmann::json stored = b;
+  auto back = stored.get<store::BundleConfig>();
+  EXPECT_EQ(back.uid_mappings[0].host_id, 100000u);
+  EXPECT_EQ(back.time_offsets[0].secs, 86400);
+
+  auto error_of = [](const json& k) {
+    auto r = parse(k);
+    return r ? std::string() : r.error().message;
+  };
+  json no_maps = j;
+  no_maps["linux"].erase("uidMappings");
+  EXPECT_NE(error_of(no_maps).find("linux.uidMappings"), std::string::npos);
+  json bad_clock = j;
+  bad_clock["linux"]["timeOffsets"] = {{"realtime", {{"secs", 1}}}};
+  EXPECT_NE(error_of(bad_clock).find("linux.timeOffsets.realtime"), std::string::npos);
+  json no_time = j;
+  no_time["linux"]["namespaces"] = {{{"type", "user"}}};
+  EXPECT_NE(error_of(no_time).find("linux.timeOffsets"), std::string::npos);
+}
+
+TEST(OciBundleSpec, ConsoleSizeAndDeviceRules) {
+  json j = minimal();
+  j["process"]["consoleSize"] = {{"height", 33}, {"width", 101}};
+  j["linux"]["resources"]["devices"] = {
+      {{"allow", false}, {"access", "rwm"}},
+      {{"allow", false}, {"type", "c"}, {"major", 1}, {"minor", 3}, {"access", "rwm"}}};
+  auto spec = parse(j);
+  ASSERT_TRUE(spec) << spec.error().message;
+  const auto& b = *spec->config.bundle;
+  EXPECT_EQ(b.process.console_height, 33u);
+  EXPECT_EQ(b.process.console_width, 101u);
+  ASSERT_EQ(b.device_rules.size(), 2u);
+  EXPECT_EQ(b.device_rules[0].type, 'a');
+  EXPECT_EQ(b.device_rules[0].major, -1);
+  EXPECT_EQ(b.device_rules[1].type, 'c');
+  EXPECT_EQ(b.device_rules[1].minor, 3);
+  EXPECT_FALSE(b.device_rules[1].allow);
+  json bad = j;
+  bad["linux"]["resources"]["devices"] = {{{"allow", true}, {"access", "rwx"}}};
+  auto r = parse(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("linux.resources.devices"), std::string::npos);
+  EXPECT_NE(r.error().message.find("access"), std::string::npos) << r.error().message;
 }
 
 TEST(OciMountOptions, FlagsPropagationAndData) {

@@ -206,6 +206,21 @@ int rlimit_resource(const std::string& name) {
   // take the lock meanwhile.
   ::close(monitor::kReportFd);
   ::close(monitor::kLockFd);
+  // A mount namespace joined by path (runc's way): the root and mounts are made in it, and
+  // pivot_root moves its root, so it should be one made for the container.
+  if (std::string mnt = b.namespace_path("mount"); !mnt.empty()) {
+    UniqueFd ns(::open(mnt.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns || ::setns(ns.get(), CLONE_NEWNS) != 0)
+      init_fail(a.error_fd, errno_fail("linux.namespaces: joining " + mnt).value());
+  }
+  // A user namespace of its own (once the monitor has written its maps: one byte on the sync
+  // pipe) or joined: init is the namespace's root, which owns every other namespace made in it.
+  if (b.has_namespace("user")) {
+    char mapped = 0;
+    if (b.namespace_path("user").empty() && !read_exact(a.sync_fd, &mapped, 1)) ::_exit(1);
+    if (int err = security::become_namespace_root(); err != 0)
+      init_fail(a.error_fd, sys_fail(err, "becoming root of the user namespace").value());
+  }
   if (p.oom_score_adj) {
     if (auto st = fs::write_existing("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj));
         !st)
@@ -235,6 +250,7 @@ int rlimit_resource(const std::string& name) {
   security::VePolicy policy;
   if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
   policy.cap_plan = go.caps;
+  policy.no_new_privs = p.no_new_privileges;
   policy.seccomp.resize(go.insns);
   if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
   if (b.has_namespace("cgroup") && b.namespace_path("cgroup").empty() &&
@@ -253,6 +269,13 @@ int rlimit_resource(const std::string& name) {
     if (::personality(persona) < 0) init_fail(a.error_fd, errno_fail("personality").value());
   }
   ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  // --preserve-fds: the caller's descriptors 3.. (kept by the monitor from
+  // monitor::kPreservedFdBase on) go back to their numbers, the only ones to survive the exec.
+  // Upwards, so that none is overwritten before it is moved: each target is below its source.
+  for (int i = 0; i < b.preserve_fds; ++i) {
+    if (::dup3(monitor::kPreservedFdBase + i, 3 + i, 0) < 0)
+      init_fail(a.error_fd, errno_fail("--preserve-fds").value());
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -363,7 +386,8 @@ Error init_error_of(const std::string& text) {
 pid_t clone_into_namespaces(std::uint64_t flags) {
   struct clone_args args {};
   args.flags = flags;
-  args.exit_signal = SIGCHLD;
+  // (With CLONE_PARENT the child takes its exit signal from the caller, and clone3 wants none.)
+  args.exit_signal = (flags & CLONE_PARENT) != 0 ? 0 : SIGCHLD;
   return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
 
@@ -440,6 +464,19 @@ Status new_time_namespace() {
                         " 0\n";
   KAPSEL_TRY(fs::write_existing("/proc/self/timens_offsets", offsets), "setting the VE's clocks");
   return {};
+}
+
+// A bundle's own time namespace (linux.namespaces "time" without a path), with the clock offsets
+// of linux.timeOffsets, made as new_time_namespace() makes a VE's: for the monitor's children.
+Status bundle_time_namespace(const store::BundleConfig& bundle) {
+  if (!bundle.has_namespace("time") || !bundle.namespace_path("time").empty()) return {};
+  if (::unshare(CLONE_NEWTIME) != 0) return errno_fail("linux.namespaces: making a time namespace");
+  std::string offsets;
+  for (const auto& o : bundle.time_offsets)
+    offsets += o.clock + " " + std::to_string(o.secs) + " " + std::to_string(o.nanosecs) + "\n";
+  if (offsets.empty()) return {};
+  return with_context(fs::write_existing("/proc/self/timens_offsets", offsets),
+                      "linux.timeOffsets");
 }
 
 // Where a VE's monitor takes the syscall listeners of the processes `kapsel exec` starts in the
@@ -547,16 +584,19 @@ Result<int> run_in_user_namespace(int init_pidfd, const std::function<Result<int
 
 // The namespaces of a bundle's linux.namespaces that the monitor sets up before it clones init:
 // clone `flags` for those to make, and setns(2) into those with a path (pid: for its children,
-// which init is). Joining a mount or user namespace by path, or making a user or time namespace,
-// is not supported yet.
+// which init is; time: the monitor returns to the host's after the clone). A mount namespace
+// with a path is joined by init itself (the monitor goes on working on the host's files), a
+// new time namespace made by bundle_time_namespace(), a user namespace with a path joined by
+// clone_in_user_namespace().
 Status bundle_namespaces(const store::BundleConfig& bundle, std::uint64_t& flags) {
-  static const std::array<std::pair<const char*, int>, 7> kTypes = {{{"pid", CLONE_NEWPID},
+  static const std::array<std::pair<const char*, int>, 8> kTypes = {{{"pid", CLONE_NEWPID},
                                                                      {"network", CLONE_NEWNET},
                                                                      {"ipc", CLONE_NEWIPC},
                                                                      {"uts", CLONE_NEWUTS},
                                                                      {"mount", CLONE_NEWNS},
                                                                      {"cgroup", CLONE_NEWCGROUP},
-                                                                     {"user", CLONE_NEWUSER}}};
+                                                                     {"user", CLONE_NEWUSER},
+                                                                     {"time", CLONE_NEWTIME}}};
   flags = CLONE_NEWNS;  // always: the bundle's root is mounted in a namespace of its own
   for (const auto& ns : bundle.namespaces) {
     int type = 0;
@@ -565,20 +605,61 @@ Status bundle_namespaces(const store::BundleConfig& bundle, std::uint64_t& flags
     }
     if (type == 0)
       return fail(ErrorKind::usage, "linux.namespaces: " + ns.type + " is not supported");
-    if (type == CLONE_NEWUSER)
-      return fail(ErrorKind::usage, "linux.namespaces: user namespaces are not supported yet");
+    if (type == CLONE_NEWUSER && !ns.path.empty()) continue;
     if (ns.path.empty()) {
       // The cgroup namespace is made by init once it is in its cgroups.
-      if (type != CLONE_NEWCGROUP) flags |= static_cast<std::uint64_t>(type);
+      if (type != CLONE_NEWCGROUP && type != CLONE_NEWTIME)
+        flags |= static_cast<std::uint64_t>(type);
       continue;
     }
-    if (type == CLONE_NEWNS)
-      return fail(ErrorKind::usage, "linux.namespaces: joining a mount namespace is not supported");
+    if (type == CLONE_NEWNS) {
+      flags &= ~static_cast<std::uint64_t>(CLONE_NEWNS);
+      continue;
+    }
     UniqueFd fd(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return errno_fail("linux.namespaces: opening " + ns.path);
     if (::setns(fd.get(), type) != 0) return errno_fail("linux.namespaces: joining " + ns.path);
   }
   return {};
+}
+
+// Clones a bundle's init as bundle_namespaces() and clone_into_namespaces() do, from inside the
+// user namespace at linux.namespaces' "user" path, so that the namespaces made belong to it.
+// The monitor cannot join it itself: there is no way back to the host's user namespace, whose
+// privileges it needs for the container's cgroups. A helper joins it and everything else, and
+// clones init with CLONE_PARENT, so that init is the monitor's child as always. (Forked before
+// any pid namespace is joined, the helper sees init's pid as the monitor does.) Returns init's
+// pid, and 0 in init, as clone does.
+Result<pid_t> clone_in_user_namespace(const store::BundleConfig& bundle) {
+  UniqueFd ns(::open(bundle.namespace_path("user").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return errno_fail("linux.namespaces: opening " + bundle.namespace_path("user"));
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return errno_fail("linux.namespaces: a pipe");
+  UniqueFd result_read(pipe_fds[0]), result_write(pipe_fds[1]);
+  pid_t helper = ::fork();
+  if (helper < 0) return errno_fail("linux.namespaces: forking");
+  if (helper == 0) {
+    std::uint64_t flags = 0;
+    Status joined =
+        ::setns(ns.get(), CLONE_NEWUSER) == 0
+            ? bundle_namespaces(bundle, flags)
+            : Status(errno_fail("linux.namespaces: joining " + bundle.namespace_path("user")));
+    pid_t child = joined ? clone_into_namespaces(flags | CLONE_PARENT) : -1;
+    if (child == 0) return 0;
+    std::string report = child > 0 ? std::to_string(child)
+                         : joined
+                             ? errno_fail("creating the container's namespaces").value().message
+                             : joined.error().message;
+    (void)!::write(result_write.get(), report.data(), report.size());
+    ::_exit(0);
+  }
+  result_write.reset();
+  std::string report = proc::read_to_eof(result_read.get());
+  while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (report.empty() || !std::isdigit(static_cast<unsigned char>(report[0])))
+    return fail(ErrorKind::failure, report.empty() ? "linux.namespaces: the helper died" : report);
+  return static_cast<pid_t>(std::atoi(report.c_str()));
 }
 
 // runc's console socket protocol: one message whose data is the pty's name and whose one
@@ -664,11 +745,11 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
     trace::point("start: no /proc service");
   }
 
-  auto state = monitor::launch(ctx_.store(), config.name, lock, config.bundle.has_value(),
-                               [&](UniqueFd report, UniqueFd monitor_lock) {
-                                 run_monitor(config, *tmpl, std::move(report),
-                                             std::move(monitor_lock), procfs_service);
-                               });
+  auto state = monitor::launch(
+      ctx_.store(), config.name, lock, config.bundle.has_value(),
+      config.bundle ? config.bundle->preserve_fds : 0, [&](UniqueFd report, UniqueFd monitor_lock) {
+        run_monitor(config, *tmpl, std::move(report), std::move(monitor_lock), procfs_service);
+      });
   if (!state) (void)cleanup(config);
   return state;
 }
@@ -701,6 +782,15 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   UniqueFd slave;
   auto master = open_console(slave_path, slave);
   if (!master) fail_start(master.error());
+  // process.consoleSize: the pty's size before anything runs on it.
+  if (config.bundle && config.bundle->process.console_height > 0 &&
+      config.bundle->process.console_width > 0) {
+    struct winsize ws {};
+    ws.ws_row = static_cast<unsigned short>(config.bundle->process.console_height);
+    ws.ws_col = static_cast<unsigned short>(config.bundle->process.console_width);
+    if (::ioctl(master->get(), TIOCSWINSZ, &ws) != 0)
+      fail_start(errno_fail("process.consoleSize").value());
+  }
   // The syscall virtualiser's own filter, for a VE whose seccomp program cannot send it the
   // calls it answers (make_policy() below: all but the default profile's).
   std::optional<std::vector<sock_filter>> notify_program;
@@ -784,13 +874,9 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
                               bundle ? std::vector<std::string>{} : procfs::virtualised_calls());
     if (!made_policy) fail_start(made_policy.error());
     policy = std::move(*made_policy);
-    // A bundle's own device nodes (linux.devices) may be used, besides kapsel's defaults.
-    if (bundle) {
-      for (const auto& d : bundle->devices) {
-        if (d.type == 'c' || d.type == 'b')
-          policy->device_rules.push_back(cgroup::DeviceRule{d.type, d.major, d.minor, "rwm", true});
-      }
-    }
+    // A bundle's own device nodes (linux.devices) may be used, besides kapsel's defaults, as
+    // linux.resources.devices says.
+    if (bundle) policy->device_rules = security::bundle_device_rules(policy->device_rules, *bundle);
     // exec loads the same programs; they need not be built again for every command.
     std::vector<std::pair<const char*, const std::vector<sock_filter>*>> files;
     if (policy->seccomp_notifies) {
@@ -869,18 +955,28 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     // A fresh time namespace per boot, so that the VE's uptime starts at zero again. Only root
     // may make one with offsets: a rootless VE keeps the host's clocks. (A bundle's container
     // has one only if it asks: the spec's "time" namespace, not supported yet.)
-    if (auto st = rootless || bundle ? Status{} : new_time_namespace(); !st) fail_start(st.error());
+    if (auto st = rootless ? Status{}
+                  : bundle ? bundle_time_namespace(*bundle)
+                           : new_time_namespace();
+        !st)
+      fail_start(st.error());
     trace::point("monitor: time namespace made");
     // With CLONE_NEWUSER the new user namespace is made first and owns all the others, so
     // that its root may mount and configure them.
     std::uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
                           (args.own_network ? CLONE_NEWNET : 0) |
                           (args.rootfs.userns ? CLONE_NEWUSER : 0);
-    if (bundle) {
-      auto joined = bundle_namespaces(*bundle, flags);
-      if (!joined) fail_start(joined.error());
+    if (bundle && !bundle->namespace_path("user").empty()) {
+      auto cloned = clone_in_user_namespace(*bundle);
+      if (!cloned) fail_start(cloned.error());
+      child = *cloned;
+    } else {
+      if (bundle) {
+        auto joined = bundle_namespaces(*bundle, flags);
+        if (!joined) fail_start(joined.error());
+      }
+      child = clone_into_namespaces(flags);
     }
-    child = clone_into_namespaces(flags);
     if (child == 0) {
       sync_write.reset();
       error_read.reset();
@@ -898,6 +994,11 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
       if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
       if (!mapped) fail_start(mapped.error());
       lower_tree.reset();
+    }
+    if (bundle && bundle->has_namespace("user") && bundle->namespace_path("user").empty()) {
+      auto mapped = security::write_bundle_id_maps(child, *bundle);
+      if (mapped) mapped = fs::write_all(sync_write.get(), "u", "init's go");
+      if (!mapped) fail_start(mapped.error());
     }
     sync_read.reset();
     error_write.reset();
@@ -1174,6 +1275,17 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     policy = security::make_policy(config.security, cache_dir, cached ? &*cached : nullptr);
   }
   if (!policy) return tl::unexpected(policy.error().context("exec in VE " + config.name));
+  // A bundle's container: the OCI front end passes the process to exec as config.bundle->process,
+  // whose no_new_privs setting and rlimits apply to it, as runc applies them.
+  std::vector<std::pair<int, struct rlimit>> rlimits;
+  if (config.bundle) {
+    policy->no_new_privs = config.bundle->process.no_new_privileges;
+    for (const auto& r : config.bundle->process.rlimits) {
+      int resource = rlimit_resource(r.type);
+      if (resource < 0) return fail(ErrorKind::usage, "process.rlimits: unknown " + r.type);
+      rlimits.push_back({resource, {r.soft, r.hard}});
+    }
+  }
   // Until the command has been exec'd, this process (and its vfork child, which shares its
   // memory) is kapsel's binary inside the VE's pid namespace: not dumpable, so the VE's
   // processes can neither open its /proc/<pid>/exe to overwrite kapsel (CVE-2019-5736) nor
@@ -1251,7 +1363,9 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   const std::string userns_msg =
       "kapsel: exec: joining the user namespace of VE " + config.name + ": ";
   // (The helper of a rootless VE is in its user namespace already.)
-  const bool userns = config.security.userns.has_value() && !rootless;
+  const bool userns = (config.security.userns.has_value() && !rootless) ||
+                      (config.bundle && config.bundle->has_namespace("user"));
+  const std::string rlimit_msg = "kapsel: exec: process.rlimits in VE " + config.name + ": ";
   auto child_fail = [](const std::string& msg, int err, int code) {
     const char* reason = std::strerror(err);
     (void)!::write(STDERR_FILENO, msg.data(), msg.size());
@@ -1263,6 +1377,11 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   trace::point("exec: forking");
   pid_t child = ::vfork();
   if (child == 0) {
+    // First, while this process may still raise a hard limit (CAP_SYS_RESOURCE in the host's
+    // user namespace).
+    for (const auto& [resource, lim] : rlimits) {
+      if (::setrlimit(resource, &lim) != 0) child_fail(rlimit_msg, errno, 125);
+    }
     for (const auto& fd : *procs) {
       if (::write(fd.get(), "0", 1) != 1) child_fail(cgroup_msg, errno, 125);
     }

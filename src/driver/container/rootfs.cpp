@@ -335,8 +335,9 @@ Result<UniqueFd> make_beneath(int root, std::string_view path, bool file) {
 }
 
 // The spec's default devices (runtime-spec config-linux.md, "Default Devices") where the bundle's
-// /dev lacks them.
-Status bundle_default_devices(int root, const std::string& console) {
+// /dev lacks them; with `bind` (in a user namespace, where mknod(2) is refused) the host's nodes
+// bound in their place, as runc does.
+Status bundle_default_devices(int root, const std::string& console, bool bind) {
   auto dev_dir = make_beneath(root, "/dev", false);
   if (!dev_dir) return tl::unexpected(dev_dir.error());
   UniqueFd dev(::openat(dev_dir->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -347,11 +348,11 @@ Status bundle_default_devices(int root, const std::string& console) {
     std::string name = d.name;
     if (name.find('/') != std::string::npos) continue;  // sub-directories are the bundle's
     mode_t type = d.type == 'b' ? S_IFBLK : S_IFCHR;
-    if (::mknodat(dev.get(), d.name, type | d.mode, makedev(d.major, d.minor)) != 0 &&
-        errno != EEXIST) {
-      made = errno_fail(std::string("dev: creating /dev/") + d.name);
-      break;
-    }
+    struct stat existing {};
+    if (::fstatat(dev.get(), d.name, &existing, AT_SYMLINK_NOFOLLOW) == 0) continue;
+    made =
+        make_node(dev.get(), name, type | d.mode, makedev(d.major, d.minor), "/dev/" + name, bind);
+    if (!made) break;
   }
   ::umask(old_umask);
   if (!made) return made;
@@ -374,7 +375,7 @@ Status bundle_default_devices(int root, const std::string& console) {
   return {};
 }
 
-Status bundle_device(int root, const store::BundleDevice& d) {
+Status bundle_device(int root, const store::BundleDevice& d, bool bind) {
   if (d.path.rfind("/dev/", 0) != 0)
     return fail(ErrorKind::usage, "device " + d.path + ": not under /dev");
   std::string parent = d.path.substr(0, d.path.rfind('/'));
@@ -385,10 +386,13 @@ Status bundle_device(int root, const store::BundleDevice& d) {
   mode_t type = d.type == 'b' ? S_IFBLK : d.type == 'p' ? S_IFIFO : S_IFCHR;
   mode_t old_umask = ::umask(0);
   (void)::unlinkat(dir.get(), name.c_str(), 0);
-  int rc = ::mknodat(dir.get(), name.c_str(), type | (d.mode & 07777),
-                     makedev(static_cast<unsigned>(d.major), static_cast<unsigned>(d.minor)));
+  // In a user namespace the host's node at the same path is bound instead (and keeps its owner).
+  Status made = make_node(dir.get(), name, type | (d.mode & 07777),
+                          makedev(static_cast<unsigned>(d.major), static_cast<unsigned>(d.minor)),
+                          d.path, bind);
   ::umask(old_umask);
-  if (rc != 0) return errno_fail("creating device " + d.path);
+  if (!made) return with_context(made, "creating device " + d.path);
+  if (bind) return {};
   if (::fchownat(dir.get(), name.c_str(), d.uid, d.gid, AT_SYMLINK_NOFOLLOW) != 0)
     return errno_fail("giving device " + d.path + " its owner");
   return {};
@@ -522,8 +526,11 @@ Status setup_bundle_rootfs(const store::BundleConfig& bundle, const std::string&
   for (const auto& m : bundle.mounts)
     KAPSEL_TRY(bundle_mount(root.get(), bundle.bundle, m), "mounting " + m.destination);
   trace::point("init: bundle mounts");
-  KAPSEL_TRY(bundle_default_devices(root.get(), console), "dev");
-  for (const auto& d : bundle.devices) KAPSEL_TRY(bundle_device(root.get(), d), "devices");
+  // A user namespace of the container's own may not make device nodes.
+  const bool bind = bundle.has_namespace("user");
+  KAPSEL_TRY(bundle_default_devices(root.get(), console, bind), "dev");
+  for (const auto& d : bundle.devices)
+    KAPSEL_TRY(bundle_device(root.get(), d, bind && d.type != 'p'), "devices");
   KAPSEL_TRY(write_sysctls(root.get(), bundle.sysctl), "linux.sysctl");
   KAPSEL_TRY(mask_paths(root.get(), bundle.masked_paths, bundle.readonly_paths),
              "masked and read-only paths");

@@ -263,7 +263,7 @@ Result<store::RuntimeState> UmlDriver::start(const store::VeConfig& config,
              "preparing runtime directory");
 
   auto state =
-      monitor::launch(ctx_.store(), config.name, lock, /*keep_stdio=*/false,
+      monitor::launch(ctx_.store(), config.name, lock, /*keep_stdio=*/false, /*preserved_fds=*/0,
                       [&](UniqueFd report, UniqueFd monitor_lock) {
                         run_monitor(config, *image, std::move(report), std::move(monitor_lock));
                       });
