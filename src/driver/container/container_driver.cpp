@@ -860,10 +860,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
   std::optional<monitor::OomWatch> oom;
   bool cgroups_ready = false;
   auto first_boot_setup = [&] {
-    // Recorded before the cgroups are made, so that whoever finds this monitor dead knows
-    // which cgroups to remove.
-    if (auto st = store.save_state(name, state); !st) fail_start(st.error());
-    // The service knows the VE from its state: the names init binds can be looked up now.
+    // The service knows the VE from its state (saved before init was cloned, below): the names
+    // init binds can be looked up now.
     if (procfs_service) procfs::prefetch(procfs::mountpoint(store.paths()), name);
     trace::point("monitor: /proc service files looked up");
     auto listen = listen_for_listeners(state.monitor);
@@ -1076,6 +1074,10 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     if (auto st = store.save_state(name, state); !st) fail_start(st.error());
   };
 
+  // Recorded before init is cloned: the /proc service knows the VE by it when init binds its
+  // files (a VE it does not know has none to bind), and whoever finds this monitor dead knows
+  // which cgroups to remove.
+  if (auto st = store.save_state(name, state); !st) fail_start(st.error());
   launch();
   if (bundle) {
     // The spec's "created": init waits for `start`. With a terminal, its master goes to the
@@ -1211,6 +1213,7 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
   auto init = proc::open_pidfd(state.init);
   KAPSEL_TRY(proc::signal_pidfd(monitor->get(), monitor::kKillRequestSignal),
              "asking the monitor to kill the VE");
+  trace::point("stop: kill requested");
   if (options.once_down) {
     // init's pidfd turns readable only after the kernel has killed the rest of its pid
     // namespace and every process of the VE has exited, so its mounts are gone too.
