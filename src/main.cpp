@@ -4,10 +4,12 @@
 #include <string_view>
 
 #include "cli/cli.hpp"
+#include "common/process.hpp"
 #include "common/trace.hpp"
 #include "oci/command.hpp"
 
 int main(int argc, char** argv) {
+  kapsel::proc::prefault_code();
   kapsel::trace::point("main");
   // A command started from a realtime context (chrt, a realtime service) would pass its policy
   // on to the monitor, init and exec'd commands, and none of them could join the VE's cpu

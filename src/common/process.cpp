@@ -2,14 +2,20 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdint>
 
 #include "common/fs.hpp"
+
+// The start and end of the program's code, from the linker's default script.
+extern "C" const char __executable_start[];
+extern "C" const char etext[];
 
 namespace kapsel::proc {
 
@@ -115,6 +121,12 @@ std::string self_exe() {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+void prefault_code() {
+  auto start = reinterpret_cast<std::uintptr_t>(__executable_start) & ~std::uintptr_t{4095};
+  auto end = reinterpret_cast<std::uintptr_t>(etext);
+  (void)::madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_READ);
 }
 
 }  // namespace kapsel::proc

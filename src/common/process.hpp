@@ -68,4 +68,11 @@ class Child {
 // if unknown.
 [[nodiscard]] std::string self_exe();
 
+// Maps every page of this binary's code at once (madvise MADV_POPULATE_READ). On a
+// paravirtualised host a page fault costs ~20 us, and a command takes some 50 faults on code
+// scattered over the binary's 4 MB; mapping all of it in one call costs about half as much.
+// Worth it at the start of a process that runs much of kapsel's code: a command, a monitor
+// (whose fork inherits no mapping of the code). Errors are ignored: it is only an optimisation.
+void prefault_code();
+
 }  // namespace kapsel::proc

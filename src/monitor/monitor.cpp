@@ -104,6 +104,7 @@ int supervise(const Supervision& s) {
         // "stopping" for as long as init takes to shut down.
         bool kill = si.ssi_signo == kKillRequestSignal;
         if (kill) ::kill(s.init, SIGKILL);
+        if (kill) trace::point("monitor: init killed");
         if (s.on_stop_request) s.on_stop_request();
         if (!kill) ::kill(s.init, s.halt_signal);
       }
@@ -184,6 +185,7 @@ Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
   if (monitor < 0) return errno_fail("forking the monitor");
   if (monitor == 0) {
     trace::point("monitor: forked");
+    proc::prefault_code();
     report_read.reset();
     // Moved up first, above everything that is kept, so that nothing is overwritten on the
     // way to its number.
@@ -216,6 +218,7 @@ Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
   report_write.reset();
   trace::point("start: waiting for the monitor");
   KAPSEL_TRY(StartReport::wait(report_read.get()), "starting VE " + name);
+  trace::point("start: the monitor reported");
   auto state = store.load_state(name);
   if (!state) return tl::unexpected(state.error().context("starting VE " + name));
   if (!*state)

@@ -581,6 +581,7 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
     trace::point("run: starting");
     config = created->config;
     state = start_locked(*created);
+    trace::point("run: started");
   }
   auto finish = [&]() -> Status {
     // The workload has ended, so there is nothing for init to shut down gracefully.
