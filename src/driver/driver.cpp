@@ -48,4 +48,13 @@ Result<std::unique_ptr<Driver>> make_driver(const std::string& kind, Context& ct
               "unknown kind '" + kind + "': this build supports container and uml");
 }
 
+Result<int> Driver::start_and_exec(const store::VeConfig& config, const store::VeLock& lock,
+                                   const ExecRequest& request,
+                                   const std::function<void()>& started) {
+  auto state = start(config, lock);
+  if (!state) return tl::unexpected(state.error());
+  started();
+  return exec(config, *state, request);
+}
+
 }  // namespace kapsel::driver

@@ -114,6 +114,13 @@ class Driver {
                                          const store::RuntimeState& state,
                                          const ExecRequest& request) = 0;
 
+  // start(), then `started` (the caller lets go of the VE's lock), then exec(): for `run`. A
+  // driver may prepare the command while the VE starts.
+  [[nodiscard]] virtual Result<int> start_and_exec(const store::VeConfig& config,
+                                                   const store::VeLock& lock,
+                                                   const ExecRequest& request,
+                                                   const std::function<void()>& started);
+
   // Freezes every process of a running VE where it stands, and lets them go on. A paused VE
   // uses no CPU, and keeps its memory, files and connections. Refused (ErrorKind::state) where
   // the host cannot freeze this kind.

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 namespace kapsel::monitor {
@@ -149,6 +150,12 @@ store::ExitRecord classify(int wait_status) {
   return r;
 }
 
+void StartReport::booting(pid_t init) {
+  if (!fd_) return;
+  std::string msg = "B" + std::to_string(init) + " ";
+  (void)!::write(fd_.get(), msg.data(), msg.size());
+}
+
 void StartReport::ok() {
   if (fd_) (void)!::write(fd_.get(), "O", 1);
   fd_.reset();
@@ -162,8 +169,25 @@ void StartReport::error(const Error& e) {
   fd_.reset();
 }
 
-Status StartReport::wait(int fd) {
-  std::string msg = proc::read_to_eof(fd);
+Status StartReport::wait(int fd, const std::function<void(pid_t init)>& on_booting) {
+  std::string msg;
+  bool booted = false;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<std::size_t>(n));
+    // "B<pid> " comes first, if at all.
+    if (!booted && msg.size() > 1 && msg[0] == 'B') {
+      auto end = msg.find(' ');
+      if (end == std::string::npos) continue;
+      pid_t init = std::atoi(msg.c_str() + 1);
+      msg.erase(0, end + 1);
+      booted = true;
+      if (on_booting && init > 0) on_booting(init);
+    }
+  }
   if (msg == "O") return {};
   if (msg.empty() || msg[0] != 'E')
     return fail(ErrorKind::failure, "the VE's monitor died while starting it");
@@ -175,7 +199,8 @@ Status StartReport::wait(int fd) {
 
 Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
                                    const store::VeLock& lock, bool keep_stdio, int preserved_fds,
-                                   const std::function<void(UniqueFd report, UniqueFd lock)>& run) {
+                                   const std::function<void(UniqueFd report, UniqueFd lock)>& run,
+                                   const std::function<void(pid_t monitor, pid_t init)>& booting) {
   int report_pipe[2];
   if (::pipe2(report_pipe, O_CLOEXEC) != 0) return errno_fail("creating report pipe");
   UniqueFd report_read(report_pipe[0]);
@@ -217,7 +242,9 @@ Result<store::RuntimeState> launch(store::Store& store, const std::string& name,
   }
   report_write.reset();
   trace::point("start: waiting for the monitor");
-  KAPSEL_TRY(StartReport::wait(report_read.get()), "starting VE " + name);
+  std::function<void(pid_t)> on_booting;
+  if (booting) on_booting = [&](pid_t init) { booting(monitor, init); };
+  KAPSEL_TRY(StartReport::wait(report_read.get(), on_booting), "starting VE " + name);
   trace::point("start: the monitor reported");
   auto state = store.load_state(name);
   if (!state) return tl::unexpected(state.error().context("starting VE " + name));

@@ -69,14 +69,18 @@ struct Supervision {
 
 // The channel on which a starting monitor tells the command that forked it whether the VE came
 // up: one message, then the monitor closes it. EOF without a message means the monitor died.
+// Before it, the monitor may say that init is about to run (booting).
 class StartReport {
  public:
   explicit StartReport(UniqueFd fd) : fd_(std::move(fd)) {}
+  // The VE's cgroups and the monitor's files are in place, and `init` has been told to go.
+  void booting(pid_t init);
   void ok();
   void error(const Error& e);
 
-  // Read side: blocks until the monitor reports.
-  [[nodiscard]] static Status wait(int fd);
+  // Read side: blocks until the monitor reports; `on_booting` (if set) is called with init's
+  // pid when the monitor says it is booting.
+  [[nodiscard]] static Status wait(int fd, const std::function<void(pid_t init)>& on_booting = {});
 
  private:
   UniqueFd fd_;
@@ -97,9 +101,12 @@ constexpr int kPreservedFdBase = 8;  // and its descriptors 3.. of --preserve-fd
 // create's --preserve-fds). Then `run` becomes the monitor and never returns.
 // One fork, no double fork: the monitor is reparented to the host's init when this command
 // exits (a fork costs ~1.5 ms here, and start-up is measured).
+// `booting`, if set, is called with the monitor's and init's pids when the monitor reports that
+// init is booting: the VE's cgroups and the monitor's files and socket are ready then.
 [[nodiscard]] Result<store::RuntimeState> launch(
     store::Store& store, const std::string& name, const store::VeLock& lock, bool keep_stdio,
-    int preserved_fds, const std::function<void(UniqueFd report, UniqueFd lock)>& run);
+    int preserved_fds, const std::function<void(UniqueFd report, UniqueFd lock)>& run,
+    const std::function<void(pid_t monitor, pid_t init)>& booting = {});
 
 // Ends the monitor of a VE that failed to start, leaving nothing behind: its `child` (if any,
 // > 0) is killed, its cgroups (if `cg` made them), network and runtime files removed, the

@@ -570,19 +570,22 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
   if (options.name.empty()) options.name = generated_name();
   options.ephemeral = remove;
   if (name_out) *name_out = options.name;
+  trace::point("run: creating");
+  auto created = create_locked(options, {});
+  if (!created) return tl::unexpected(created.error());
+  trace::point("run: starting");
+  const store::VeConfig config = created->config;
+  auto drv = driver_for(config);
   // The new VE stays locked from create to running, so no other command sees it half made;
   // then the lock goes, so that a long command does not block `stop`.
-  store::VeConfig config;
-  Result<store::RuntimeState> state;
-  {
-    trace::point("run: creating");
-    auto created = create_locked(options, {});
-    if (!created) return tl::unexpected(created.error());
-    trace::point("run: starting");
-    config = created->config;
-    state = start_locked(*created);
-    trace::point("run: started");
-  }
+  auto code = drv ? (*drv)->start_and_exec(config, created->lock, request,
+                                           [&] {
+                                             trace::point("run: exec");
+                                             created->lock = {};
+                                           })
+                  : Result<int>(tl::unexpected(drv.error()));
+  created->lock = {};
+  trace::point("run: destroying");
   auto finish = [&]() -> Status {
     // The workload has ended, so there is nothing for init to shut down gracefully.
     if (remove) return destroy(options.name, /*force=*/true);
@@ -590,14 +593,6 @@ Result<int> Lifecycle::run(CreateOptions options, const driver::ExecRequest& req
     if (!st && st.error().kind == ErrorKind::state) return {};  // already stopped
     return st;
   };
-  if (!state) {
-    (void)finish();
-    return tl::unexpected(state.error());
-  }
-  trace::point("run: exec");
-  auto drv = driver_for(config);
-  auto code = drv ? (*drv)->exec(config, *state, request) : tl::unexpected(drv.error());
-  trace::point("run: destroying");
   auto st = finish();
   trace::point("run: done");
   if (!code) return code;

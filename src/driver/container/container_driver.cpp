@@ -716,6 +716,12 @@ Status ContainerDriver::create(const store::VeConfig& config) {
 
 Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config,
                                                    const store::VeLock& lock) {
+  return start_with(config, lock, {});
+}
+
+Result<store::RuntimeState> ContainerDriver::start_with(
+    const store::VeConfig& config, const store::VeLock& lock,
+    const std::function<void(pid_t monitor, pid_t init)>& booting) {
   // A bundle's container has its root in the bundle: no template.
   auto tmpl = config.bundle ? Result<image::Template>(image::Template{})
                             : ctx_.load_template(config.template_id);
@@ -747,9 +753,11 @@ Result<store::RuntimeState> ContainerDriver::start(const store::VeConfig& config
 
   auto state = monitor::launch(
       ctx_.store(), config.name, lock, config.bundle.has_value(),
-      config.bundle ? config.bundle->preserve_fds : 0, [&](UniqueFd report, UniqueFd monitor_lock) {
+      config.bundle ? config.bundle->preserve_fds : 0,
+      [&](UniqueFd report, UniqueFd monitor_lock) {
         run_monitor(config, *tmpl, std::move(report), std::move(monitor_lock), procfs_service);
-      });
+      },
+      booting);
   if (!state) (void)cleanup(config);
   return state;
 }
@@ -1038,6 +1046,8 @@ void ContainerDriver::run_monitor(const store::VeConfig& config, const image::Te
     bool released = static_cast<bool>(fs::write_all(sync_write.get(), message, "init's go"));
     sync_write.reset();
     trace::point("monitor: go sent");
+    // (At the first boot, for a caller that prepares work for the VE meanwhile.)
+    if (!bundle) report.booting(child);
     if (bundle) {
       // The container is created once init says it is ready and waits on the start FIFO;
       // EOF instead means it failed, and its error pipe says why.
@@ -1234,18 +1244,62 @@ Status ContainerDriver::stop(const store::VeConfig& config, const store::Runtime
   return cleanup(config);
 }
 
+struct ContainerDriver::ExecPlan {
+  UniqueFd init;
+  std::vector<UniqueFd> procs;
+  UniqueFd notify;  // to the monitor, for the command's syscall listener
+  security::VePolicy policy;
+  std::optional<std::vector<sock_filter>> virtualiser;
+  std::vector<std::pair<int, struct rlimit>> rlimits;  // a bundle's process.rlimits
+};
+
 Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::RuntimeState& state,
                                   const ExecRequest& request) {
   if (request.argv.empty()) return fail(ErrorKind::usage, "exec: no command given");
   auto init = proc::open_pidfd(state.init);
   if (!init) return fail(ErrorKind::state, "VE " + config.name + " is not running");
-  auto cg = ctx_.cgroups(state.cgroup_parent);
-  if (!cg) return tl::unexpected(cg.error());
-  auto procs = (*cg)->open_procs(config.name);
-  if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
   const bool rootless = config.security.userns && config.security.userns->rootless;
   if (rootless && !g_in_userns_helper)
     return run_in_user_namespace(init->get(), [&] { return exec(config, state, request); });
+  auto plan = plan_exec(config, state.monitor, std::move(*init), state.cgroup_parent);
+  if (!plan) return tl::unexpected(plan.error());
+  return run_exec(config, *plan, request);
+}
+
+Result<int> ContainerDriver::start_and_exec(const store::VeConfig& config,
+                                            const store::VeLock& lock, const ExecRequest& request,
+                                            const std::function<void()>& started) {
+  const bool rootless = config.security.userns && config.security.userns->rootless;
+  if (rootless || config.bundle || request.argv.empty())
+    return Driver::start_and_exec(config, lock, request, started);
+  // Everything exec needs but the VE's namespaces is ready once init is told to go (its
+  // cgroups, the monitor's programs and socket): it is made while init finishes its start.
+  std::optional<Result<ExecPlan>> plan;
+  auto state = start_with(config, lock, [&](pid_t monitor, pid_t init) {
+    auto monitor_ref = proc::ref(monitor);
+    auto init_ref = proc::ref(init);
+    auto init_fd = init_ref ? proc::open_pidfd(*init_ref) : tl::unexpected(init_ref.error());
+    if (monitor_ref && init_fd)
+      plan = plan_exec(config, *monitor_ref, std::move(*init_fd), ctx_.cgroup_parent());
+  });
+  if (!state) return tl::unexpected(state.error());
+  started();
+  // (A plan that could not be made is made again the usual way, with the VE up.)
+  if (!plan || !*plan) return exec(config, *state, request);
+  return run_exec(config, **plan, request);
+}
+
+Result<ContainerDriver::ExecPlan> ContainerDriver::plan_exec(const store::VeConfig& config,
+                                                             const proc::ProcessRef& monitor,
+                                                             UniqueFd init,
+                                                             const std::string& cgroup_parent) {
+  ExecPlan plan;
+  plan.init = std::move(init);
+  auto cg = ctx_.cgroups(cgroup_parent);
+  if (!cg) return tl::unexpected(cg.error());
+  auto procs = (*cg)->open_procs(config.name);
+  if (!procs) return tl::unexpected(procs.error().context("joining the VE's cgroups"));
+  plan.procs = std::move(*procs);
 
   // The command's sysinfo(2) and sched_getaffinity(2) are answered by the VE's monitor, as
   // they are for everything its init starts: the child loads the filter and sends the monitor
@@ -1253,10 +1307,11 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // monitor to answer, the command sees the host's figures.
   trace::point("exec: cgroups opened");
   const std::string run_dir = ctx_.store().ve_run_dir(config.name);
-  UniqueFd notify(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  UniqueFd& notify = plan.notify;
+  notify.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (notify) {
     socklen_t len = 0;
-    auto addr = notify_address(state.monitor, len);
+    auto addr = notify_address(monitor, len);
     if (::connect(notify.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) notify.reset();
   }
 
@@ -1264,7 +1319,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // monitor's programs; built anew only if they are missing). The default profile's program
   // also sends the virtualised calls to the monitor, which only helps while it can answer.
   const std::string cache_dir = ctx_.store().paths().run_dir + "/seccomp";
-  std::optional<std::vector<sock_filter>> virtualiser;
+  std::optional<std::vector<sock_filter>>& virtualiser = plan.virtualiser;
   Result<security::VePolicy> policy = fail(ErrorKind::failure, "no policy");
   if (auto notifying = notify ? load_program(run_dir + "/" + kNotifyingProgramFile) : std::nullopt;
       notifying && !notifying->empty()) {
@@ -1280,21 +1335,33 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   if (!policy) return tl::unexpected(policy.error().context("exec in VE " + config.name));
   // A bundle's container: the OCI front end passes the process to exec as config.bundle->process,
   // whose no_new_privs setting and rlimits apply to it, as runc applies them.
-  std::vector<std::pair<int, struct rlimit>> rlimits;
   if (config.bundle) {
     policy->no_new_privs = config.bundle->process.no_new_privileges;
     for (const auto& r : config.bundle->process.rlimits) {
       int resource = rlimit_resource(r.type);
       if (resource < 0) return fail(ErrorKind::usage, "process.rlimits: unknown " + r.type);
-      rlimits.push_back({resource, {r.soft, r.hard}});
+      plan.rlimits.push_back({resource, {r.soft, r.hard}});
     }
   }
+  plan.policy = std::move(*policy);
   // Until the command has been exec'd, this process (and its vfork child, which shares its
   // memory) is kapsel's binary inside the VE's pid namespace: not dumpable, so the VE's
   // processes can neither open its /proc/<pid>/exe to overwrite kapsel (CVE-2019-5736) nor
   // read its memory.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   trace::point("exec: filter built");
+  return plan;
+}
+
+Result<int> ContainerDriver::run_exec(const store::VeConfig& config, ExecPlan& plan,
+                                      const ExecRequest& request) {
+  const bool rootless = config.security.userns && config.security.userns->rootless;
+  const int init = plan.init.get();
+  const auto& procs = plan.procs;
+  const auto& rlimits = plan.rlimits;
+  const UniqueFd& notify = plan.notify;
+  const security::VePolicy& policy = plan.policy;
+  const auto& virtualiser = plan.virtualiser;
   NamespaceSnapshot host;
   KAPSEL_TRY(host.save(), "exec");
   // One atomic setns through the pidfd: no window in which the pid could be reused. The pid
@@ -1302,8 +1369,8 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
   // has moved into the VE's cgroups, so that they are the root of its view.
   trace::point("exec: joining namespaces");
   // (A rootless VE has the host's time namespace, which its user namespace may not join.)
-  if (::setns(init->get(), CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID |
-                               (rootless ? 0 : CLONE_NEWTIME) | CLONE_NEWNS) != 0)
+  if (::setns(init, CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID |
+                        (rootless ? 0 : CLONE_NEWTIME) | CLONE_NEWNS) != 0)
     return errno_fail("joining the namespaces of VE " + config.name);
 
   UniqueFd master, slave;
@@ -1385,15 +1452,15 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     for (const auto& [resource, lim] : rlimits) {
       if (::setrlimit(resource, &lim) != 0) child_fail(rlimit_msg, errno, 125);
     }
-    for (const auto& fd : *procs) {
+    for (const auto& fd : procs) {
       if (::write(fd.get(), "0", 1) != 1) child_fail(cgroup_msg, errno, 125);
     }
-    if (::setns(init->get(), CLONE_NEWCGROUP) != 0) child_fail(cgroup_msg, errno, 125);
+    if (::setns(init, CLONE_NEWCGROUP) != 0) child_fail(cgroup_msg, errno, 125);
     trace::point("exec child: in the cgroups");
     // Last of the namespaces: the host's root can join the others from the host's user
     // namespace, and the command then runs as the VE's root, a mapped id.
     if (userns) {
-      int e = ::setns(init->get(), CLONE_NEWUSER) == 0 ? security::become_namespace_root() : errno;
+      int e = ::setns(init, CLONE_NEWUSER) == 0 ? security::become_namespace_root() : errno;
       if (e != 0) child_fail(userns_msg, e, 125);
     }
     if (request.tty) {
@@ -1413,7 +1480,7 @@ Result<int> ContainerDriver::exec(const store::VeConfig& config, const store::Ru
     // The programs were built before the fork: a vfork child must not allocate.
     const char* step = "";
     int listener = -1;
-    if (int e = security::enter_policy(*policy, virtualiser ? &*virtualiser : nullptr,
+    if (int e = security::enter_policy(policy, virtualiser ? &*virtualiser : nullptr,
                                        notify ? &listener : nullptr, &step);
         e != 0) {
       (void)!::write(STDERR_FILENO, policy_msg.data(), policy_msg.size());

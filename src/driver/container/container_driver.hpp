@@ -20,6 +20,9 @@ class ContainerDriver final : public Driver {
                             const StopOptions& options) override;
   [[nodiscard]] Result<int> exec(const store::VeConfig& config, const store::RuntimeState& state,
                                  const ExecRequest& request) override;
+  [[nodiscard]] Result<int> start_and_exec(const store::VeConfig& config, const store::VeLock& lock,
+                                           const ExecRequest& request,
+                                           const std::function<void()>& started) override;
   [[nodiscard]] Status pause(const store::VeConfig& config,
                              const store::RuntimeState& state) override;
   [[nodiscard]] Status resume(const store::VeConfig& config,
@@ -36,6 +39,21 @@ class ContainerDriver final : public Driver {
                                     const store::RuntimeState& state) override;
 
  private:
+  // start(), with `booting` called once the VE's cgroups and the monitor's files and socket
+  // are ready and init is about to exec (see monitor::launch).
+  [[nodiscard]] Result<store::RuntimeState> start_with(
+      const store::VeConfig& config, const store::VeLock& lock,
+      const std::function<void(pid_t monitor, pid_t init)>& booting);
+
+  // exec() in two steps: what the command needs, made outside the VE (its init's pidfd, its
+  // cgroups, the monitor's socket, the security policy); then joining the VE and running it.
+  struct ExecPlan;
+  [[nodiscard]] Result<ExecPlan> plan_exec(const store::VeConfig& config,
+                                           const proc::ProcessRef& monitor, UniqueFd init,
+                                           const std::string& cgroup_parent);
+  [[nodiscard]] Result<int> run_exec(const store::VeConfig& config, ExecPlan& plan,
+                                     const ExecRequest& request);
+
   // Body of the forked monitor process; never returns. It holds `lock` (a duplicate of the
   // starting command's) until the VE is up or the start has been rolled back.
   // `procfs_service`: the /proc service whose files the VE gets, if it runs.
