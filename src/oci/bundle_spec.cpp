@@ -1,6 +1,9 @@
 #include "oci/bundle_spec.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -168,6 +171,83 @@ Result<std::vector<cgroup::DeviceRule>> parse_device_rules(const json& r) {
   return out;
 }
 
+// process.ioPriority, process.scheduler and process.execCPUAffinity: how the process is
+// scheduled, applied by init before it execs the process.
+Status parse_process_scheduling(const json& p, store::BundleProcess& proc) {
+  if (p.contains("ioPriority") && !p.at("ioPriority").is_null()) {
+    const json& io = p.at("ioPriority");
+    if (!io.is_object()) return invalid("process.ioPriority", "must be an object");
+    std::optional<std::string> cls;
+    OCI_TRY_ASSIGN(cls, (optional_field<std::string>(io, "class", "process.ioPriority.class")));
+    static const std::map<std::string, int> kClasses = {
+        {"IOPRIO_CLASS_RT", 1}, {"IOPRIO_CLASS_BE", 2}, {"IOPRIO_CLASS_IDLE", 3}};
+    auto found = cls ? kClasses.find(*cls) : kClasses.end();
+    if (found == kClasses.end())
+      return invalid("process.ioPriority.class",
+                     "must be IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE");
+    proc.io_class = found->second;
+    OCI_TRY_ASSIGN(proc.io_level,
+                   (optional_field<int>(io, "priority", "process.ioPriority.priority")));
+    if (proc.io_level < 0 || proc.io_level > 7)
+      return invalid("process.ioPriority.priority", "must be between 0 and 7");
+  }
+  if (p.contains("scheduler") && !p.at("scheduler").is_null()) {
+    const json& sc = p.at("scheduler");
+    if (!sc.is_object()) return invalid("process.scheduler", "must be an object");
+    std::optional<std::string> policy;
+    OCI_TRY_ASSIGN(policy, (optional_field<std::string>(sc, "policy", "process.scheduler.policy")));
+    static const std::map<std::string, int> kPolicies = {
+        {"SCHED_OTHER", SCHED_OTHER}, {"SCHED_FIFO", SCHED_FIFO}, {"SCHED_RR", SCHED_RR},
+        {"SCHED_BATCH", SCHED_BATCH}, {"SCHED_IDLE", SCHED_IDLE}, {"SCHED_DEADLINE", 6}};
+    auto found = policy ? kPolicies.find(*policy) : kPolicies.end();
+    if (found == kPolicies.end())
+      return invalid("process.scheduler.policy",
+                     "'" + policy.value_or("") + "' is not a Linux scheduling policy");
+    proc.sched_policy = found->second;
+    OCI_TRY_ASSIGN(proc.sched_nice, (optional_field<int>(sc, "nice", "process.scheduler.nice")));
+    if (proc.sched_nice < -20 || proc.sched_nice > 19)
+      return invalid("process.scheduler.nice", "must be between -20 and 19");
+    int priority = 0;
+    OCI_TRY_ASSIGN(priority, (optional_field<int>(sc, "priority", "process.scheduler.priority")));
+    if (priority < 0 || priority > 99)
+      return invalid("process.scheduler.priority", "must be between 0 and 99");
+    proc.sched_priority = static_cast<std::uint32_t>(priority);
+    std::vector<std::string> flags;
+    OCI_TRY_ASSIGN(
+        flags, (optional_field<std::vector<std::string>>(sc, "flags", "process.scheduler.flags")));
+    static const std::map<std::string, std::uint64_t> kFlags = {
+        {"SCHED_FLAG_RESET_ON_FORK", 0x01}, {"SCHED_FLAG_RECLAIM", 0x02},
+        {"SCHED_FLAG_DL_OVERRUN", 0x04},    {"SCHED_FLAG_KEEP_POLICY", 0x08},
+        {"SCHED_FLAG_KEEP_PARAMS", 0x10},   {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
+        {"SCHED_FLAG_UTIL_CLAMP_MAX", 0x40}};
+    for (const auto& f : flags) {
+      auto flag = kFlags.find(f);
+      if (flag == kFlags.end()) return invalid("process.scheduler.flags", "'" + f + "' is unknown");
+      proc.sched_flags |= flag->second;
+    }
+    OCI_TRY_ASSIGN(proc.sched_runtime,
+                   (optional_field<std::uint64_t>(sc, "runtime", "process.scheduler.runtime")));
+    OCI_TRY_ASSIGN(proc.sched_deadline,
+                   (optional_field<std::uint64_t>(sc, "deadline", "process.scheduler.deadline")));
+    OCI_TRY_ASSIGN(proc.sched_period,
+                   (optional_field<std::uint64_t>(sc, "period", "process.scheduler.period")));
+  }
+  if (p.contains("execCPUAffinity") && !p.at("execCPUAffinity").is_null()) {
+    const json& aff = p.at("execCPUAffinity");
+    if (!aff.is_object()) return invalid("process.execCPUAffinity", "must be an object");
+    std::optional<std::string> cpus;
+    OCI_TRY_ASSIGN(cpus,
+                   (optional_field<std::string>(aff, "final", "process.execCPUAffinity.final")));
+    // (`initial` is for the runtime's own process while it joins the container: kapsel's
+    // monitor and exec keep the host's affinity until the container's cgroups apply.)
+    proc.cpu_affinity = cpus.value_or("");
+    if (proc.cpu_affinity.find_first_not_of("0123456789,-") != std::string::npos)
+      return invalid("process.execCPUAffinity.final",
+                     "'" + proc.cpu_affinity + "' is not a list of CPUs like 0-3,7");
+  }
+  return {};
+}
+
 const std::vector<std::string> kNamespaceTypes = {"pid", "network", "mount",  "ipc",
                                                   "uts", "user",    "cgroup", "time"};
 
@@ -232,6 +312,7 @@ Result<ContainerSpec> parse_bundle_config(std::string_view text, const std::stri
   if (oom && (*oom < -1000 || *oom > 1000))
     return invalid("process.oomScoreAdj", "must be between -1000 and 1000");
   proc.oom_score_adj = oom;
+  if (auto st = parse_process_scheduling(p, proc); !st) return tl::unexpected(st.error());
   if (p.contains("user")) {
     const json& u = p.at("user");
     if (!u.is_object()) return invalid("process.user", "must be an object");
@@ -429,6 +510,11 @@ Result<ContainerSpec> parse_bundle_config(std::string_view text, const std::stri
     if (std::find(kPropagation.begin(), kPropagation.end(), b.rootfs_propagation) ==
         kPropagation.end())
       return invalid("linux.rootfsPropagation", "'" + b.rootfs_propagation + "' is unknown");
+    // Fields whose MUST kapsel cannot meet on its hosts: an error, never a silent ignore.
+    for (const char* field : {"intelRdt", "netDevices"}) {
+      if (l.contains(field) && !l.at(field).is_null() && !l.at(field).empty())
+        return invalid(std::string("linux.") + field, "is not supported by kapsel");
+    }
     if (l.contains("personality")) {
       std::optional<std::string> domain;
       OCI_TRY_ASSIGN(domain, (optional_field<std::string>(l.at("personality"), "domain",

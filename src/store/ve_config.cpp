@@ -78,7 +78,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleRlimit, type, soft, hard)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleProcess, args, env, cwd, uid, gid,
                                                 additional_gids, umask, terminal, no_new_privileges,
                                                 oom_score_adj, rlimits, console_height,
-                                                console_width)
+                                                console_width, io_class, io_level, sched_policy,
+                                                sched_nice, sched_priority, sched_flags,
+                                                sched_runtime, sched_deadline, sched_period,
+                                                cpu_affinity)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleIdMapping, container_id, host_id, size)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BundleTimeOffset, clock, secs, nanosecs)
 

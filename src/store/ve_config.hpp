@@ -92,6 +92,19 @@ struct BundleProcess {
   // process.consoleSize, given to the pty with process.terminal (0: the pty's default).
   std::uint32_t console_height = 0;
   std::uint32_t console_width = 0;
+  // process.ioPriority: an IOPRIO_CLASS_* number and its level (class 0: unchanged).
+  int io_class = 0;
+  int io_level = 0;
+  // process.scheduler, as sched_setattr(2) takes it (policy -1: unchanged).
+  int sched_policy = -1;
+  int sched_nice = 0;
+  std::uint32_t sched_priority = 0;
+  std::uint64_t sched_flags = 0;
+  std::uint64_t sched_runtime = 0;
+  std::uint64_t sched_deadline = 0;
+  std::uint64_t sched_period = 0;
+  // process.execCPUAffinity.final: the CPUs the process runs on ("0-3,7"; empty: unchanged).
+  std::string cpu_affinity;
 };
 
 // One line of linux.uidMappings or gidMappings.

@@ -386,6 +386,31 @@ TEST_F(OciConfigTest, InvalidValuesAreOneClearError) {
   b.save();
   c = oci.create("bad2", b);
   EXPECT_NE(c.err.find("process.cwd"), std::string::npos) << c;
+  // Fields with a MUST kapsel cannot meet here are refused, not ignored.
+  b.config["process"]["cwd"] = "/";
+  b.config["linux"]["intelRdt"] = {{"closID", "guaranteed"}};
+  b.save();
+  c = oci.create("bad3", b);
+  EXPECT_NE(c.exit_code, 0);
+  EXPECT_NE(c.err.find("linux.intelRdt: is not supported"), std::string::npos) << c;
+  b.config["linux"].erase("intelRdt");
+  b.config["process"]["scheduler"] = {{"policy", "SCHED_ISO"}};
+  b.save();
+  c = oci.create("bad4", b);
+  EXPECT_NE(c.err.find("process.scheduler.policy"), std::string::npos) << c;
+}
+
+// process.scheduler, ioPriority and execCPUAffinity.final: what the process runs with, and
+// its children inherit. (Field 19 of /proc/<pid>/stat is the nice value, 41 the policy: 3 is
+// SCHED_BATCH.)
+TEST_F(OciConfigTest, SchedulerIoPriorityAndCpuAffinityApply) {
+  OciBundle b(
+      {"sh", "-c",
+       "cut -d' ' -f19,41 /proc/self/stat; ionice; grep Cpus_allowed_list /proc/self/status"});
+  b.config["process"]["scheduler"] = {{"policy", "SCHED_BATCH"}, {"nice", 5}};
+  b.config["process"]["ioPriority"] = {{"class", "IOPRIO_CLASS_BE"}, {"priority", 6}};
+  b.config["process"]["execCPUAffinity"] = {{"initial", "0-1"}, {"final", "0"}};
+  EXPECT_EQ(run_to_end("sched1", b), "5 3\nbest-effort: prio 6\nCpus_allowed_list:\t0\n");
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // config.json → the plain structs (oci::parse_bundle_config), and the small parsers of the OCI
 // surface: signals, cgroups paths, mount options. No root needed.
 #include <gtest/gtest.h>
+
 #include <signal.h>
 #include <sys/mount.h>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -60,6 +62,39 @@ TEST(OciBundleSpec, ProcessFields) {
   EXPECT_EQ(p.rlimits[0].hard, 20u);
   EXPECT_EQ(p.oom_score_adj, -5);
   EXPECT_TRUE(p.no_new_privileges);
+}
+
+TEST(OciBundleSpec, SchedulingFields) {
+  json j = minimal();
+  j["process"]["ioPriority"] = {{"class", "IOPRIO_CLASS_IDLE"}, {"priority", 7}};
+  j["process"]["scheduler"] = {{"policy", "SCHED_DEADLINE"},
+                               {"flags", {"SCHED_FLAG_RESET_ON_FORK"}},
+                               {"runtime", 1000},
+                               {"deadline", 2000},
+                               {"period", 3000}};
+  j["process"]["execCPUAffinity"] = {{"final", "0-1,3"}};
+  auto spec = parse(j);
+  ASSERT_TRUE(spec) << spec.error().message;
+  const auto& p = spec->config.bundle->process;
+  EXPECT_EQ(p.io_class, 3);
+  EXPECT_EQ(p.io_level, 7);
+  EXPECT_EQ(p.sched_policy, 6);
+  EXPECT_EQ(p.sched_flags, 1u);
+  EXPECT_EQ(p.sched_period, 3000u);
+  EXPECT_EQ(p.cpu_affinity, "0-1,3");
+  // Each bad value is one error naming its field.
+  for (auto [key, value, field] : std::vector<std::tuple<const char*, json, const char*>>{
+           {"ioPriority", {{"class", "IOPRIO_CLASS_BE"}, {"priority", 8}}, "process.ioPriority"},
+           {"ioPriority", {{"class", "best"}}, "process.ioPriority.class"},
+           {"scheduler", {{"policy", "SCHED_OTHER"}, {"nice", 30}}, "process.scheduler.nice"},
+           {"scheduler", {{"policy", "SCHED_RR"}, {"flags", {"X"}}}, "process.scheduler.flags"},
+           {"execCPUAffinity", {{"final", "all"}}, "process.execCPUAffinity.final"}}) {
+    json bad = minimal();
+    bad["process"][key] = value;
+    auto r = parse(bad);
+    ASSERT_FALSE(r) << key;
+    EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+  }
 }
 
 TEST(OciBundleSpec, ResourcesBecomeLimits) {

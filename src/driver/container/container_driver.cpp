@@ -132,6 +132,53 @@ int switch_user(std::uint32_t uid, std::uint32_t gid, const std::uint32_t* group
   return 0;
 }
 
+// process.ioPriority, process.scheduler and process.execCPUAffinity.final of a bundle's
+// process, applied by its init (with the host's privileges still: a realtime policy needs
+// CAP_SYS_NICE) once it is in the container's cgroups, whose cpuset the CPUs must be in.
+Status apply_scheduling(const store::BundleProcess& p) {
+  if (p.io_class != 0) {
+    constexpr int kWhoProcess = 1, kClassShift = 13;  // IOPRIO_WHO_PROCESS, IOPRIO_CLASS_SHIFT
+    if (::syscall(SYS_ioprio_set, kWhoProcess, 0, (p.io_class << kClassShift) | p.io_level) != 0)
+      return errno_fail("process.ioPriority");
+  }
+  if (p.sched_policy >= 0) {
+    // sched_setattr(2)'s struct sched_attr, which glibc does not declare.
+    struct {
+      std::uint32_t size, policy;
+      std::uint64_t flags;
+      std::int32_t nice;
+      std::uint32_t priority;
+      std::uint64_t runtime, deadline, period;
+    } attr{48,
+           static_cast<std::uint32_t>(p.sched_policy),
+           p.sched_flags,
+           p.sched_nice,
+           p.sched_priority,
+           p.sched_runtime,
+           p.sched_deadline,
+           p.sched_period};
+    if (::syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return errno_fail("process.scheduler");
+  }
+  if (!p.cpu_affinity.empty()) {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    std::size_t at = 0;
+    while (at < p.cpu_affinity.size()) {
+      std::size_t end = p.cpu_affinity.find(',', at);
+      if (end == std::string::npos) end = p.cpu_affinity.size();
+      std::string range = p.cpu_affinity.substr(at, end - at);
+      std::size_t dash = range.find('-');
+      int first = std::atoi(range.c_str());
+      int last = dash == std::string::npos ? first : std::atoi(range.c_str() + dash + 1);
+      for (int cpu = first; cpu <= last && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
+      at = end + 1;
+    }
+    if (::sched_setaffinity(0, sizeof cpus, &cpus) != 0)
+      return errno_fail("process.execCPUAffinity.final " + p.cpu_affinity);
+  }
+  return {};
+}
+
 int rlimit_resource(const std::string& name) {
   static const std::array<std::pair<const char*, int>, 16> kNames = {{
       {"RLIMIT_AS", RLIMIT_AS},
@@ -264,6 +311,7 @@ int rlimit_resource(const std::string& name) {
     if (resource < 0 || ::setrlimit(resource, &lim) != 0)
       init_fail(a.error_fd, errno_fail("setting " + r.type).value());
   }
+  if (auto st = apply_scheduling(p); !st) init_fail(a.error_fd, st.error());
   if (!b.personality.empty()) {
     unsigned long persona = b.personality == "LINUX32" ? PER_LINUX32 : PER_LINUX;
     if (::personality(persona) < 0) init_fail(a.error_fd, errno_fail("personality").value());
