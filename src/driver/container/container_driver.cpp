@@ -477,8 +477,15 @@ class NamespaceSnapshot {
   }
   Status restore() {
     for (size_t i = 0; i < kKinds.size(); ++i) {
-      if (::setns(fds_[i].get(), kKinds[i].second) != 0)
-        return errno_fail(std::string("returning to the host's namespace ") + kKinds[i].first);
+      // A time namespace is refused (EUSERS) to a process whose memory another shares. The
+      // vfork child that has just exec'd still does for a moment: exec wakes its vfork parent
+      // before the child lets go of the parent's memory. So wait for that, briefly.
+      int tries = 0;
+      while (::setns(fds_[i].get(), kKinds[i].second) != 0) {
+        if (errno != EUSERS || kKinds[i].second != CLONE_NEWTIME || ++tries > 10000)
+          return errno_fail(std::string("returning to the host's namespace ") + kKinds[i].first);
+        ::sched_yield();
+      }
     }
     if (cwd_) (void)::fchdir(cwd_.get());
     return {};
