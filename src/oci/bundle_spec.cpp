@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cgroup/resources.hpp"
 #include "security/capabilities.hpp"
 
 namespace kapsel::oci {
@@ -241,7 +242,7 @@ Status parse_process_scheduling(const json& p, store::BundleProcess& proc) {
     // (`initial` is for the runtime's own process while it joins the container: kapsel's
     // monitor and exec keep the host's affinity until the container's cgroups apply.)
     proc.cpu_affinity = cpus.value_or("");
-    if (proc.cpu_affinity.find_first_not_of("0123456789,-") != std::string::npos)
+    if (!cgroup::parse_cpu_list(proc.cpu_affinity))
       return invalid("process.execCPUAffinity.final",
                      "'" + proc.cpu_affinity + "' is not a list of CPUs like 0-3,7");
   }

@@ -33,6 +33,7 @@
 
 #include "agent/guest_network.hpp"
 #include "cgroup/manager.hpp"
+#include "cgroup/resources.hpp"
 #include "common/fs.hpp"
 #include "common/terminal.hpp"
 #include "common/trace.hpp"
@@ -94,6 +95,19 @@ bool read_exact(int fd, void* into, std::size_t size) {
     size -= static_cast<std::size_t>(n);
   }
   return true;
+}
+
+// The monitor's go (GoMessage, then the seccomp program) as init's security policy. EOF means
+// the monitor died before the VE was in its cgroups: init ends quietly.
+security::VePolicy read_go(int sync_fd) {
+  GoMessage go;
+  security::VePolicy policy;
+  if (!read_exact(sync_fd, &go, sizeof go)) ::_exit(1);
+  policy.cap_plan = go.caps;
+  policy.seccomp_notifies = go.notifies;
+  policy.seccomp.resize(go.insns);
+  if (!read_exact(sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
+  return policy;
 }
 
 [[noreturn]] void init_fail(int error_fd, const Error& e) {
@@ -160,18 +174,12 @@ Status apply_scheduling(const store::BundleProcess& p) {
     if (::syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return errno_fail("process.scheduler");
   }
   if (!p.cpu_affinity.empty()) {
+    auto list = cgroup::parse_cpu_list(p.cpu_affinity);
+    if (!list) return tl::unexpected(list.error().context("process.execCPUAffinity.final"));
     cpu_set_t cpus;
     CPU_ZERO(&cpus);
-    std::size_t at = 0;
-    while (at < p.cpu_affinity.size()) {
-      std::size_t end = p.cpu_affinity.find(',', at);
-      if (end == std::string::npos) end = p.cpu_affinity.size();
-      std::string range = p.cpu_affinity.substr(at, end - at);
-      std::size_t dash = range.find('-');
-      int first = std::atoi(range.c_str());
-      int last = dash == std::string::npos ? first : std::atoi(range.c_str() + dash + 1);
-      for (int cpu = first; cpu <= last && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
-      at = end + 1;
+    for (unsigned cpu : *list) {
+      if (cpu < CPU_SETSIZE) CPU_SET(cpu, &cpus);
     }
     if (::sched_setaffinity(0, sizeof cpus, &cpus) != 0)
       return errno_fail("process.execCPUAffinity.final " + p.cpu_affinity);
@@ -293,13 +301,8 @@ int rlimit_resource(const std::string& name) {
   } else {
     for (int fd = 0; fd <= 2; ++fd) ::dup2(a.stdio_base + fd, fd);
   }
-  GoMessage go;
-  security::VePolicy policy;
-  if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
-  policy.cap_plan = go.caps;
+  security::VePolicy policy = read_go(a.sync_fd);
   policy.no_new_privs = p.no_new_privileges;
-  policy.seccomp.resize(go.insns);
-  if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
   if (b.has_namespace("cgroup") && b.namespace_path("cgroup").empty() &&
       ::unshare(CLONE_NEWCGROUP) != 0)
     init_fail(a.error_fd, errno_fail("cgroup namespace").value());
@@ -381,14 +384,7 @@ int rlimit_resource(const std::string& name) {
   if (::setsid() < 0 || ::ioctl(a.console_slave, TIOCSCTTY, 0) != 0)
     init_fail(a.error_fd, errno_fail("console: making it the controlling terminal").value());
   for (int fd = 0; fd <= 2; ++fd) ::dup2(a.console_slave, fd);
-  // EOF here means the monitor died before the VE was in its cgroups.
-  GoMessage go;
-  security::VePolicy policy;
-  if (!read_exact(a.sync_fd, &go, sizeof go)) ::_exit(1);
-  policy.cap_plan = go.caps;
-  policy.seccomp_notifies = go.notifies;
-  policy.seccomp.resize(go.insns);
-  if (!read_exact(a.sync_fd, policy.seccomp.data(), go.insns * sizeof(sock_filter))) ::_exit(1);
+  security::VePolicy policy = read_go(a.sync_fd);
   trace::point("init: go read");
   // Only now: the cgroup namespace's root is the cgroup the process is in when it unshares.
   if (::unshare(CLONE_NEWCGROUP) != 0)
